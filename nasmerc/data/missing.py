@@ -1,0 +1,171 @@
+"""Missing-modality masks and training schedules, following GCNet's protocol.
+
+For a missing rate ``rho`` each modality of each row (utterance, or sample for utterance-level
+tasks) is dropped so that the expected kept fraction is ``1 - rho`` and every row keeps at least one
+modality: one modality per row is kept for sure, chosen uniformly, and each of the other ``M - 1``
+is kept independently with probability ``q = (M (1 - rho) - 1) / (M - 1)``. When ``1 - rho`` is
+below ``1 / M`` the floor of one modality per row wins and exactly one is kept (GCNet does the same),
+so the kept fraction is ``1 / M``. Dropped features are zeros; ``present`` records the pattern.
+
+Evaluation masks are deterministic per ``(rate, seed)`` (:func:`fixed_masks`); training masks are
+redrawn for every batch (:func:`mask_batch`) at the rate a schedule gives:
+
+- ``fixed:RHO`` (or a bare number): the same rate every batch;
+- ``random``: each batch draws ``rho`` uniformly in ``[0, 0.7]`` (ITEACH-Net's Random training);
+- ``progressive``: ``0``, then ``+0.1`` every tenth of the epochs, up to ``0.7`` (ITEACH-Net).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from nasmerc.data.batch import Batch
+from nasmerc.data.conversation import Conversation
+from nasmerc.errors import NasmercError
+
+MAX_RATE = 0.7
+DEFAULT_RATES = tuple(round(0.1 * i, 1) for i in range(8))
+
+
+def check_rate(rate: float) -> float:
+    rate = float(rate)
+    if not (0.0 <= rate <= 1.0) or rate != rate:
+        raise NasmercError(f"missing rate {rate!r}: expected a number in [0, 1]")
+    return rate
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """Parse ``"0,0.1,0.2"`` into rates; a bad entry is named in the error."""
+    rates = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            rates.append(check_rate(float(part)))
+        except ValueError:
+            raise NasmercError(f"--rates: {part!r} is not a number (expected e.g. 0,0.1,...,0.7)") from None
+    if not rates:
+        raise NasmercError("--rates: expected at least one rate")
+    return tuple(rates)
+
+
+def draw_present(n_rows: int, n_modalities: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Draw a ``[n_rows, M]`` bool pattern with kept fraction ``1 - rate`` and one modality per row."""
+    check_rate(rate)
+    m = n_modalities
+    present = np.zeros((n_rows, m), dtype=bool)
+    if n_rows == 0:
+        return present
+    keep_one = rng.integers(0, m, size=n_rows)
+    present[np.arange(n_rows), keep_one] = True
+    if m > 1:
+        q = min(1.0, max(0.0, (m * (1.0 - rate) - 1.0) / (m - 1)))
+        extra = rng.random((n_rows, m)) < q
+        present |= extra
+    return present
+
+
+def mask_seed(rate: float, seed: int) -> np.random.Generator:
+    """The generator behind evaluation masks: one stream per ``(rate, seed)``."""
+    return np.random.default_rng([int(seed), int(round(check_rate(rate) * 1000))])
+
+
+def fixed_masks(
+    conversations: Sequence[Conversation], n_modalities: int, rate: float, seed: int, utterance_level: bool = False
+) -> list[np.ndarray]:
+    """Deterministic ``present`` patterns, one ``[L_i, M]`` array per conversation.
+
+    For utterance-level data one pattern is drawn per sample and repeated over its frames.
+    """
+    rng = mask_seed(rate, seed)
+    out = []
+    for conv in conversations:
+        if utterance_level:
+            row = draw_present(1, n_modalities, rate, rng)
+            out.append(np.repeat(row, len(conv), axis=0))
+        else:
+            out.append(draw_present(len(conv), n_modalities, rate, rng))
+    return out
+
+
+def stack_masks(masks: Sequence[np.ndarray], batch: Batch) -> torch.Tensor:
+    """Pad per-conversation patterns (in batch order) to the batch's ``[B, L, M]``."""
+    present = torch.zeros(batch.present.shape, dtype=torch.bool)
+    for i, pat in enumerate(masks):
+        present[i, : pat.shape[0]] = torch.from_numpy(pat)
+    return present
+
+
+def mask_batch(batch: Batch, rate: float, rng: np.random.Generator, utterance_level: bool = False) -> Batch:
+    """Draw a fresh pattern at ``rate`` for the real rows of ``batch`` and apply it."""
+    lengths = batch.mask.sum(dim=1).tolist()
+    m = len(batch.modalities)
+    masks = []
+    for n in lengths:
+        if utterance_level:
+            masks.append(np.repeat(draw_present(1, m, rate, rng), n, axis=0))
+        else:
+            masks.append(draw_present(int(n), m, rate, rng))
+    return batch.with_present(stack_masks(masks, batch))
+
+
+class MissingSchedule(Protocol):
+    """Gives the training missing rate of a batch."""
+
+    name: str
+
+    def rate(self, epoch: int, n_epochs: int, rng: np.random.Generator) -> float: ...
+
+
+@dataclass
+class FixedRate:
+    value: float = 0.0
+    name: str = "fixed"
+
+    def rate(self, epoch: int, n_epochs: int, rng: np.random.Generator) -> float:
+        return self.value
+
+
+@dataclass
+class RandomRate:
+    """ITEACH-Net's Random training: each batch draws its rate uniformly in ``[0, high]``."""
+
+    high: float = MAX_RATE
+    name: str = "random"
+
+    def rate(self, epoch: int, n_epochs: int, rng: np.random.Generator) -> float:
+        return float(rng.uniform(0.0, self.high))
+
+
+@dataclass
+class ProgressiveRate:
+    """ITEACH-Net's Progressive training: ``0``, then ``+step`` every tenth of the epochs, up to ``high``."""
+
+    step: float = 0.1
+    high: float = MAX_RATE
+    name: str = "progressive"
+
+    def rate(self, epoch: int, n_epochs: int, rng: np.random.Generator) -> float:
+        period = max(1, n_epochs // 10)
+        return float(min(self.high, round(self.step * (epoch // period), 6)))
+
+
+def make_schedule(spec: str | float) -> MissingSchedule:
+    """``"random"``, ``"progressive"``, ``"fixed:0.3"`` or a bare rate such as ``0.3``."""
+    if isinstance(spec, (int, float)):
+        return FixedRate(check_rate(spec))
+    text = str(spec).strip().lower()
+    if text == "random":
+        return RandomRate()
+    if text == "progressive":
+        return ProgressiveRate()
+    value = text.split(":", 1)[1] if text.startswith("fixed:") else text
+    try:
+        return FixedRate(check_rate(float(value)))
+    except ValueError:
+        raise NasmercError(
+            f"missing schedule {spec!r}: expected 'random', 'progressive', 'fixed:RHO' or a rate in [0, 1]"
+        ) from None
