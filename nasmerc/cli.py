@@ -44,15 +44,83 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from nasmerc.registry import list_search_spaces
+def _sinks(live: bool) -> list:
+    from nasmerc.dashboard import make_sink
 
-    spaces = list_search_spaces()
-    if not spaces:
-        print("nasmerc is installed; no search space is registered yet, so there is nothing to search. "
-              "Try `nasmerc data iemocap6 --oracle`.")
+    return [make_sink(live)]
+
+
+def _with_sinks(live: bool, fn: Callable[[list], object]) -> object:
+    """Run ``fn(sinks)`` with the dashboard (a live view on a terminal, plain lines elsewhere)."""
+    sinks = _sinks(live)
+    sink = sinks[0]
+    if hasattr(sink, "__enter__"):
+        with sink:
+            return fn(sinks)
+    return fn(sinks)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import json
+
+    from nasmerc.registry import list_search_spaces
+    from nasmerc.workflow import search
+
+    if not list_search_spaces():
+        print("nasmerc is installed; no search space is registered, so there is nothing to search.")
         return 0
-    raise NasmercError(f"search is not available in this version (spaces registered: {', '.join(spaces)})")
+    run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
+        args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config, sets=args.set,
+        fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, out=args.out, sinks=sinks))
+    summary = json.loads((run_dir / "search.json").read_text())
+    print(f"search {summary['space']}/{summary['strategy']} on {summary['data']}: best valid {summary['metric']} "
+          f"{summary['best_valid']:.4f} (epoch {summary['best_epoch']}), {summary['wall_seconds']:.0f}s; "
+          f"supernet {summary['supernet_parameters']:,} parameters, derived {summary['derived_parameters']:,}")
+    for label, choice in summary["arch"].items():
+        print(f"  {label}: {choice}")
+    print(f"run folder: {run_dir}\nnext: nasmerc retrain {run_dir / 'arch.yaml'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nasmerc.workflow import export
+
+    path, arch = export(args.run, args.out)
+    for label, choice in arch.items():
+        print(f"  {label}: {choice}")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import json
+
+    from nasmerc.workflow import retrain
+
+    run_dir = _with_sinks(not args.no_dashboard, lambda sinks: retrain(
+        args.arch, epochs=args.epochs, out=args.out, device=args.device, seed=args.seed, sets=args.set, sinks=sinks))
+    m = json.loads((run_dir / "metrics.json").read_text())
+    print(f"retrained {m['parameters']:,} parameters for {m['epochs']} epochs in {m['wall_seconds']:.0f}s: "
+          f"best valid {m['metric']} {m['best_valid']:.4f} at epoch {m['best_epoch']}")
+    print(f"wrote {run_dir / 'model.pt'}\nnext: nasmerc evaluate {run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nasmerc.data.missing import DEFAULT_RATES, parse_rates
+    from nasmerc.evaluate import evaluate_run, format_evaluation
+
+    rates = parse_rates(args.rates) if args.rates else DEFAULT_RATES
+    report = evaluate_run(args.run, rates, device=args.device, mask_seed=args.mask_seed, plot=args.plot)
+    print(format_evaluation(report))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from nasmerc.dashboard import follow
+
+    follow(args.run, once=args.once, timeout=args.timeout)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,8 +146,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered search spaces, strategies and datasets")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("search", help="search an architecture")
+    p = sub.add_parser("search", help="search an architecture (default: rmnas with darts on iemocap6)")
+    p.add_argument("--space", default=None, help="search space (default rmnas; see nasmerc list)")
+    p.add_argument("--strategy", default=None, help="search strategy (default darts)")
+    p.add_argument("--data", default=None, help=f"dataset (default {DEFAULT_DATA})")
+    p.add_argument("--preset", default=None, help="space preset: default or paper")
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="a config file (a run's config.yaml works)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="space key, or train.KEY / strategy.KEY / data.KEY (repeatable)")
+    p.add_argument("--fix", action="append", default=[], metavar="LABEL=VALUE", help="fix a value choice")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of the search")
+    p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
+    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<time>-<space>-<strategy>)")
+    p.add_argument("--no-dashboard", action="store_true", help="plain progress lines instead of the live view")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("export", help="derive the architecture of a search run again and write arch.yaml")
+    p.add_argument("run", help="a search run folder")
+    p.add_argument("--out", default=None, metavar="FILE", help="where to write (default RUN/arch.yaml)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("retrain", help="train a found architecture from scratch")
+    p.add_argument("arch", help="an arch.yaml (or the run folder holding it)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, metavar="DIR", help="default: retrain/ beside the arch file")
+    p.add_argument("--no-dashboard", action="store_true")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained model at every missing rate (UME)")
+    p.add_argument("run", help="a run folder holding model.pt (or its retrain/ folder)")
+    p.add_argument("--rates", default=None, help="missing rates (default 0,0.1,...,0.7)")
+    p.add_argument("--mask-seed", type=int, default=0)
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the metric against the missing rate")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("dashboard", help="follow a running or finished run in the terminal")
+    p.add_argument("run", help="a run folder")
+    p.add_argument("--once", action="store_true", help="draw the current state once and exit")
+    p.add_argument("--timeout", type=float, default=None, help="stop following after this many seconds")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import yaml
 
 
-def _atomic(path: str | Path, write: Callable[[Any], None], binary: bool) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -33,7 +33,7 @@ def _atomic(path: str | Path, write: Callable[[Any], None], binary: bool) -> Pat
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    return _atomic(path, lambda fh: fh.write(text), binary=False)
+    return atomic_write(path, lambda fh: fh.write(text), binary=False)
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -48,4 +48,4 @@ def write_torch(path: str | Path, obj: Any) -> Path:
     """``torch.save`` through a temporary file; load it back with ``weights_only=True``."""
     import torch
 
-    return _atomic(path, lambda fh: torch.save(obj, fh), binary=True)
+    return atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)

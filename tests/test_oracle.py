@@ -88,11 +88,15 @@ def test_log_likelihood_is_the_gaussian_density_up_to_a_constant():
     oracle = SyntheticOracle(cfg, world)
     ll = oracle.log_likelihood(conv)
     direct = np.zeros_like(ll)
+    f2 = cfg.feature_noise ** 2
     for m in cfg.modalities:
+        w = world.projections[m]
+        # covariance (1 - f^2) W W^T + f^2 I, whose inverse is W W^T + (I - W W^T) / f^2
+        precision = w @ w.T + (np.eye(w.shape[0]) - w @ w.T) / f2
         for t in range(len(conv)):
             for y in range(cfg.n_levels):
-                mean = world.projections[m] @ (world.means[m][y] + world.speakers[m][conv.speakers[t]])
-                direct[t, y] += -0.5 * np.sum((conv.features[m][t] - mean) ** 2)
+                diff = conv.features[m][t] - w @ (world.means[m][y] + world.speakers[m][conv.speakers[t]])
+                direct[t, y] += -0.5 * diff @ precision @ diff
     np.testing.assert_allclose(ll - ll[:, :1], direct - direct[:, :1], atol=1e-4)
 
 

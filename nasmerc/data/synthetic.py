@@ -21,10 +21,13 @@ The process, all of it determined by ``seed``:
 
    Both keep the marginal label distribution at ``pi``.
 3. **Emissions.** Modality ``m`` of an utterance with label ``y`` by speaker ``g`` is
-   ``W_m (snr_m mu_m[y] + speaker_effect nu_m[g]) + e``, ``e ~ N(0, I)``: class means ``mu_m`` and
-   speaker offsets ``nu_m`` of unit scale in a ``latent_dim`` space, and ``W_m`` a fixed random
-   projection with orthonormal columns into ``D_m`` dimensions. ``snr`` sets each modality's
-   strength (text strongest, visual weakest: modality imbalance). Regression presets use a
+   ``W_m (snr_m mu_m[y] + speaker_effect nu_m[g] + sqrt(1 - f^2) u) + f e`` with ``u ~ N(0, I_r)``,
+   ``e ~ N(0, I_D)`` and ``f = feature_noise``: class means ``mu_m`` and speaker offsets ``nu_m`` of
+   unit scale in a ``latent_dim`` space, and ``W_m`` a fixed random projection with orthonormal
+   columns into ``D_m`` dimensions. Within the projected subspace the noise has unit variance, so
+   ``snr`` alone sets each modality's strength (text strongest, visual weakest: modality imbalance)
+   and the Bayes ceiling; ``f`` spreads a little noise over every feature dimension, as real
+   features concentrate their variance in a few directions without being exactly low-rank. Regression presets use a
    7-level latent with ordinal means (levels along one direction) and the score ``level - 3``.
 
 Because every part is known, :class:`SyntheticOracle` computes the Bayes posterior of each label
@@ -58,6 +61,7 @@ class SyntheticConfig:
     snr: dict[str, float] = field(default_factory=lambda: {"text": 1.2, "audio": 0.8, "visual": 0.6})
     latent_dim: int = 16
     speaker_effect: float = 1.0
+    feature_noise: float = 0.3
     process: Literal["joint", "chain"] = "joint"
     inertia: float = 0.6
     contagion: float = 0.15
@@ -118,6 +122,8 @@ class SyntheticConfig:
             )
         if self.task == "regression" and k != 7:
             raise NasmercError(f"task=regression expects the 7 sentiment levels -3..3, found {k} classes")
+        if not 0.0 < self.feature_noise <= 1.0:
+            raise NasmercError(f"feature_noise={self.feature_noise}: expected a number in (0, 1]")
         if self.latent_dim < 1:
             raise NasmercError(f"latent_dim={self.latent_dim}: expected a positive integer")
 
@@ -274,7 +280,9 @@ def _emit(world: World, cfg: SyntheticConfig, labels: np.ndarray, speakers: np.n
     feats = {}
     for m in cfg.modalities:
         latent = world.means[m][labels] + world.speakers[m][speakers]
-        x = latent @ world.projections[m].T + rng.normal(size=(len(labels), cfg.dims[m]))
+        r = latent.shape[1]
+        latent = latent + np.sqrt(1.0 - cfg.feature_noise**2) * rng.normal(size=(len(labels), r))
+        x = latent @ world.projections[m].T + cfg.feature_noise * rng.normal(size=(len(labels), cfg.dims[m]))
         feats[m] = x.astype(np.float32)
     return feats
 

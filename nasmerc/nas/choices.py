@@ -54,7 +54,8 @@ class ChoiceSpec:
         if self.kind == "input":
             idx = [choice] if isinstance(choice, int) else list(choice) if isinstance(choice, (list, tuple)) else None
             if (idx is None or len(idx) != self.n_chosen or len(set(idx)) != len(idx)
-                    or any(not isinstance(i, int) or not 0 <= i < self.n_candidates for i in idx)):
+                    or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.n_candidates
+                           for i in idx)):
                 raise NasmercError(
                     f"{where} = {choice!r}: expected {self.n_chosen} distinct input indices in 0..{self.n_candidates - 1}"
                 )
@@ -158,12 +159,15 @@ class ChoiceContext:
     """Answers a space's questions: from ``arch`` when given (fixed model), else with choice modules.
 
     Every question is recorded in ``specs`` (in the order asked), so building a network once lists
-    the space's choice points. ``fixed`` resolves value / float choices of a supernet.
+    the space's choice points. ``fixed`` resolves value / float choices of a supernet; with
+    ``placeholders`` an unresolved one takes its first value (or ``low``) so that the choice points
+    can be listed without knowing it.
     """
 
     arch: Mapping[str, Any] | None = None
     fixed: Mapping[str, Any] = field(default_factory=dict)
     specs: dict[str, ChoiceSpec] = field(default_factory=dict)
+    placeholders: bool = False
 
     def _record(self, spec: ChoiceSpec) -> None:
         if spec.label in self.specs:
@@ -197,6 +201,8 @@ class ChoiceContext:
             return self._chosen(spec)
         if label in self.fixed:
             return spec.check(self.fixed[label])
+        if self.placeholders:
+            return spec.candidates[0]
         raise UnresolvedChoice(spec)
 
     def float(self, label: str, low: float, high: float) -> float:
@@ -206,6 +212,8 @@ class ChoiceContext:
             return self._chosen(spec)
         if label in self.fixed:
             return spec.check(self.fixed[label])
+        if self.placeholders:
+            return spec.low
         raise UnresolvedChoice(spec)
 
 

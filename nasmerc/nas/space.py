@@ -76,18 +76,31 @@ class SearchSpace(ABC):
     # -- derived from network() ---------------------------------------------------------------
     def supernet(self, fixed: Mapping[str, Any] | None = None) -> nn.Module:
         """Every candidate of every op / input choice, value choices fixed by ``fixed``."""
-        ctx = ChoiceContext(arch=None, fixed=dict(fixed or {}))
-        model = self.network(ctx)
-        unknown = set(ctx.fixed) - set(ctx.specs)
-        if unknown:
-            raise NasmercError(f"--fix: unknown choice label(s) {sorted(unknown)} (known: {sorted(ctx.specs)})")
-        return model
+        self.check_fixed(fixed or {})
+        return self.network(ChoiceContext(arch=None, fixed=dict(fixed or {})))
 
     def choices(self, fixed: Mapping[str, Any] | None = None) -> list[ChoiceSpec]:
-        """The space's choice points, in the order the network asks them."""
-        ctx = ChoiceContext(arch=None, fixed=dict(fixed or {}))
+        """The space's choice points, in the order the network asks them.
+
+        Value / float choices not in ``fixed`` take placeholder values while listing, so a
+        population strategy can see every gene before it has chosen any.
+        """
+        ctx = ChoiceContext(arch=None, fixed=dict(fixed or {}), placeholders=True)
         self.network(ctx)
         return list(ctx.specs.values())
+
+    def check_fixed(self, fixed: Mapping[str, Any]) -> None:
+        """Refuse ``--fix`` labels the space does not have, or that are not value / float choices."""
+        if not fixed:
+            return
+        specs = {s.label: s for s in self.choices(fixed)}
+        unknown = sorted(set(fixed) - set(specs))
+        if unknown:
+            raise NasmercError(f"--fix: unknown choice label(s) {unknown} (known: {sorted(specs)})")
+        for label in fixed:
+            if specs[label].kind not in ("value", "float"):
+                raise NasmercError(f"--fix {label!r}: an {specs[label].kind} choice is searched, not fixed "
+                                   "(--fix takes value and float choices)")
 
     def build(self, arch: Mapping[str, Any]) -> nn.Module:
         """The fixed model of ``arch``: no choice point left, no parameter of an unchosen candidate.

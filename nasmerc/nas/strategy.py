@@ -1,0 +1,78 @@
+"""The strategy base class and what passes between a search and the run folder.
+
+A strategy sees a :class:`SearchContext` (the space, the data, the training config, the device, the
+seed, the event stream and the run folder) and returns a :class:`SearchResult`: a plain
+architecture mapping plus the numbers that describe the search. It attaches its own state to the
+space's choice points from outside (see ``nasmerc.nas.choices``) and never imports a space.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+from nasmerc.config import apply_overrides, to_plain
+from nasmerc.data.conversation import ConversationDataset
+from nasmerc.events import Events
+from nasmerc.nas.space import SearchSpace
+from nasmerc.train.trainer import TrainConfig
+
+
+@dataclass
+class SearchContext:
+    space: SearchSpace
+    dataset: ConversationDataset
+    train: TrainConfig
+    device: torch.device
+    seed: int
+    events: Events
+    run_dir: Path
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    """The found architecture and the numbers of the search (written to ``search.json``)."""
+
+    arch: dict[str, Any]
+    metric: str
+    best_value: float
+    best_epoch: int
+    supernet_parameters: int
+    derived_parameters: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    """Base of every strategy: a ``Config`` dataclass and :meth:`search`.
+
+    ``search`` is called once per run. ``derive`` is called by ``nasmerc export`` to derive the
+    architecture again from the files a finished search left in its run folder; strategies whose
+    result is the architecture itself need not override it.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = object
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any] | None = None) -> "Strategy":
+        return cls(apply_overrides(cls.Config(), dict(overrides or {}), where=f"strategy {cls.name!r}"))
+
+    def config_dict(self) -> dict[str, Any]:
+        return to_plain(self.config)
+
+    @abstractmethod
+    def search(self, ctx: SearchContext) -> SearchResult:
+        """Run the search; emit events on ``ctx.events``; keep files in ``ctx.run_dir``."""
+
+    def derive(self, space: SearchSpace, run_dir: Path, fixed: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The architecture, derived again from ``run_dir`` (``None``: use the saved ``arch.yaml``)."""
+        return None
+

@@ -1,0 +1,223 @@
+"""The training loop shared by every space and strategy.
+
+Each epoch goes over the training conversations in shuffled batches; every batch gets a fresh
+missing-modality mask at the rate of the configured schedule (``nasmerc.data.missing``); the loss
+is the task loss over real utterances plus the model's auxiliary losses times their weights. After
+every epoch the model is validated on the validation split at fixed masks for each of
+``valid_rates`` and the primary metric averaged over them selects the best epoch, whose weights are
+kept (the test split is never used here). Strategies extend the loop through :class:`TrainHook`
+(DARTS takes an architecture step before each weight step). Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasmerc import metrics
+from nasmerc.data.batch import Batch, iterate_batches
+from nasmerc.data.conversation import Conversation, DataSignature
+from nasmerc.data.missing import fixed_masks, make_schedule, mask_batch, stack_masks
+from nasmerc.events import Events
+from nasmerc.nas.space import ModelOutput
+from nasmerc.train.losses import select_real, task_loss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; ``--set train.KEY=VALUE`` reaches every field."""
+
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+    missing: str = "random"
+    valid_rates: tuple[float, ...] = (0.0, 0.35, 0.7)
+    patience: int = 0
+    eval_batch_size: int = 16
+    mask_seed: int = 0
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; a CUDA device without CUDA is a named error."""
+    from nasmerc.errors import NasmercError
+
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise NasmercError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        return torch.device(device)
+    raise NasmercError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+class TrainHook(Protocol):
+    """What a strategy may add to the loop; both methods are optional in effect (return None)."""
+
+    def before_step(self, trainer: "Trainer", batch: Batch, epoch: int, step: int) -> None: ...
+
+    def after_epoch(self, trainer: "Trainer", epoch: int) -> None: ...
+
+
+@dataclass
+class Prediction:
+    """Model outputs on real rows of a split at one missing rate."""
+
+    outputs: np.ndarray   # [N, C] scores or [N] regression scores
+    labels: np.ndarray    # [N]
+    loss: float
+
+
+@dataclass
+class FitResult:
+    best_value: float
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Trains one model on one dataset signature; see the module docstring."""
+
+    def __init__(self, model: nn.Module, signature: DataSignature, config: TrainConfig, *,
+                 device: torch.device | str = "cpu", seed: int = 0, events: Events | None = None,
+                 parameters: Sequence[nn.Parameter] | None = None) -> None:
+        self.model = model
+        self.signature = signature
+        self.config = config
+        self.device = torch.device(device)
+        self.events = events or Events()
+        self.rng = seed_everything(seed)
+        self.schedule = make_schedule(config.missing)
+        self.metric = metrics.primary_metric(signature.task)
+        self.model.to(self.device)
+        params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.utterance_level = signature.level == "utterance"
+        self.current_rate = 0.0
+
+    # -- one batch -----------------------------------------------------------------------------
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
+        """Total loss of ``batch`` and each named term (``task`` and every auxiliary loss)."""
+        out: ModelOutput = self.model(batch)
+        total = task_loss(out.logits, batch, self.signature.task)
+        terms = {"task": float(total.detach())}
+        for name, value in out.aux_losses.items():
+            total = total + out.aux_weights.get(name, 1.0) * value
+            terms[name] = float(value.detach())
+        return total, terms, out
+
+    def masked(self, batch: Batch, epoch: int) -> Batch:
+        """``batch`` on the device with a fresh training mask at the schedule's rate."""
+        self.current_rate = self.schedule.rate(epoch, self.config.epochs, self.rng)
+        return mask_batch(batch, self.current_rate, self.rng, self.utterance_level).to(self.device)
+
+    def train_epoch(self, convs: Sequence[Conversation], epoch: int, hooks: Sequence[TrainHook] = ()) -> dict[str, float]:
+        self.model.train()
+        sums: dict[str, float] = {}
+        n_batches = (len(convs) + self.config.batch_size - 1) // self.config.batch_size
+        rates = []
+        for step, (_, batch) in enumerate(iterate_batches(convs, self.signature, self.config.batch_size, True, self.rng)):
+            batch = self.masked(batch, epoch)
+            rates.append(self.current_rate)
+            for hook in hooks:
+                hook.before_step(self, batch, epoch, step)
+            self.model.train()
+            total, terms, _ = self.loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if self.config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            terms["loss"] = float(total.detach())
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            self.events.emit("batch", epoch=epoch + 1, batch=step + 1, n_batches=n_batches, loss=terms["loss"])
+        means = {k: v / max(1, n_batches) for k, v in sums.items()}
+        means["missing_rate"] = float(np.mean(rates)) if rates else 0.0
+        return means
+
+    # -- evaluation ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, convs: Sequence[Conversation], rate: float, mask_seed: int | None = None) -> Prediction:
+        """Outputs on the real rows of ``convs`` under the fixed mask of ``(rate, mask_seed)``."""
+        self.model.eval()
+        seed = self.config.mask_seed if mask_seed is None else mask_seed
+        masks = fixed_masks(convs, len(self.signature.modalities), rate, seed, self.utterance_level)
+        outs, labels, loss_sum, n = [], [], 0.0, 0
+        for idx, batch in iterate_batches(convs, self.signature, self.config.eval_batch_size):
+            batch = batch.with_present(stack_masks([masks[i] for i in idx], batch)).to(self.device)
+            out: ModelOutput = self.model(batch)
+            rows, target = select_real(out.logits, batch)
+            loss_sum += float(task_loss(out.logits, batch, self.signature.task)) * len(target)
+            n += len(target)
+            outs.append(rows.float().cpu().numpy())
+            labels.append(target.cpu().numpy())
+        return Prediction(np.concatenate(outs), np.concatenate(labels), loss_sum / max(1, n))
+
+    def evaluate(self, convs: Sequence[Conversation], rate: float, mask_seed: int | None = None) -> dict[str, float]:
+        """The task's metrics (and ``loss``) at one missing rate."""
+        pred = self.predict(convs, rate, mask_seed)
+        return {**score(self.signature, pred), "loss": pred.loss}
+
+    def validate(self, convs: Sequence[Conversation]) -> dict[str, float]:
+        """Metrics averaged over ``valid_rates``; the primary one selects the best epoch."""
+        per_rate = [self.evaluate(convs, r) for r in self.config.valid_rates]
+        return {k: float(np.mean([m[k] for m in per_rate])) for k in per_rate[0]}
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, train: Sequence[Conversation], valid: Sequence[Conversation], hooks: Sequence[TrainHook] = (),
+            on_best: Callable[[int, float], None] | None = None) -> FitResult:
+        """Train for ``epochs``; keep (and load back at the end) the weights of the best validation epoch."""
+        start = time.time()
+        best_value: float | None = None
+        best_epoch, best_metrics, best_state = 0, {}, None
+        history = []
+        for epoch in range(self.config.epochs):
+            train_terms = self.train_epoch(train, epoch, hooks)
+            valid = list(valid)
+            val = self.validate(valid)
+            value = val[self.metric]
+            if metrics.is_better(self.metric, value, best_value):
+                best_value, best_epoch, best_metrics = value, epoch + 1, val
+                best_state = copy.deepcopy(self.model.state_dict())
+                if on_best is not None:
+                    on_best(epoch + 1, value)
+            for hook in hooks:
+                hook.after_epoch(self, epoch)
+            record = {
+                "epoch": epoch + 1, "epochs": self.config.epochs, "train_loss": train_terms["loss"],
+                "valid_loss": val["loss"], "valid": val, "metric": self.metric, "value": value,
+                "best": best_value, "best_epoch": best_epoch, "missing_rate": train_terms["missing_rate"],
+                "losses": {k: v for k, v in train_terms.items() if k not in ("loss", "missing_rate")},
+                "elapsed": time.time() - start,
+            }
+            history.append(record)
+            self.events.emit("epoch", **record)
+            if self.config.patience and epoch + 1 - best_epoch >= self.config.patience:
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return FitResult(float(best_value if best_value is not None else float("nan")), best_epoch, best_metrics,
+                         history, time.time() - start)
+
+
+def score(signature: DataSignature, pred: Prediction) -> dict[str, float]:
+    """The task's metrics of a :class:`Prediction`."""
+    if signature.task == "classification":
+        return metrics.classification_metrics(pred.labels.astype(int), pred.outputs.argmax(-1),
+                                              signature.n_classes, list(signature.classes))
+    return metrics.regression_metrics(pred.labels, pred.outputs.reshape(-1))

@@ -1,0 +1,375 @@
+"""RMNAS: robust-sentiment multimodal neural architecture search (Sun et al.), as a nasmerc space.
+
+The network follows the paper's method section (Figure 1):
+
+1. **Input format** (eqs. 1-2). Per modality ``m`` the features ``X_m`` ``[B, N, D_m]`` get a
+   positional encoding and a trainable global token at position 0: ``F_m^0 = [gt; X_m + PE_m]``.
+2. **LST** (Algorithm 1, eq. 3). An :class:`~nasmerc.modules.LSTEncoder` per modality turns the raw
+   ``X_m`` into the local sentiment variation trends, one bias channel per head, shared by every
+   block of that modality.
+3. **RMNAS blocks** (eqs. 4-12). ``n_blocks`` MetaFormer blocks per modality; the token mixer of
+   each is a choice among RAttentionMixing / RRandomMixing / RPoolMixing / RIdentityMixing, guided by
+   the LST. Label ``{m}.block{i}.mixer``.
+4. **BM-NAS fusion** (eq. 13 and BM-NAS, Yin et al. 2022). Every block output of every modality,
+   projected to ``fusion_dim``, is a candidate feature. ``n_cells`` cells, each with two inputs
+   chosen among the candidates and earlier cells' outputs (``cell{c}.input0``, ``cell{c}.input1``),
+   and ``n_steps`` cell-steps, each with two inputs chosen among the cell's inputs and earlier steps'
+   outputs (``cell{c}.step{s}.x``, ``cell{c}.step{s}.y``) and one operation of ``O_s`` (Zero, Sum,
+   Attention, LinearGLU, ConcatFC; ``cell{c}.step{s}.op``).
+5. **Losses.** The fused branch and every unimodal branch predict; the fused logits are the model's
+   output and each unimodal task loss is an auxiliary loss ``unimodal_{m}`` ("each single-modal
+   branch and the BM-NAS branch calculate the loss simultaneously").
+
+Input indices of the fusion choices. For a cell, candidate ``k`` is, in order: the block outputs
+modality-major in signature order (``k = modality_index * n_blocks + block``), then the outputs of
+cells ``0 .. c-1``. ``RMNASNetwork.candidate_names`` spells them out (``text.block0``, ...,
+``cell0``). For a step, candidates ``0`` and ``1`` are the cell's two inputs and ``2 + s'`` the
+output of step ``s'``.
+
+Dialogue-level tasks predict every utterance (the global token is dropped); utterance-level tasks,
+whose rows are frames, predict from the global token. Regression gives one score per row.
+
+Where the paper is silent or differs from what we can run, our choices (each documented where it
+is made): the projection to ``hidden_dim`` happens before the positional encoding, which is
+sinusoidal; BM-NAS's cell output (concat of steps, 1x1 conv, BatchNorm, ReLU, skip from the first
+input, LayerNorm) uses a Linear and no BatchNorm so that a token never depends on other tokens or
+padding; the fused head reads the concatenation of all cells' outputs. Additions the paper does
+not have are config options, off by default: ``speaker_embedding`` and ``mask_missing``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nasmerc.data.batch import Batch
+from nasmerc.data.conversation import DataSignature
+from nasmerc.errors import NasmercError
+from nasmerc.modules import FUSION_OPS, TOKEN_MIXERS, LSTEncoder, MetaFormerBlock
+from nasmerc.nas.choices import ChoiceContext, ChosenInputs
+from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.train.losses import task_loss
+
+__all__ = ["RMNASConfig", "RMNASSpace", "RMNASNetwork", "rmnas_default", "rmnas_paper"]
+
+
+@dataclass
+class RMNASConfig:
+    """Sizes and switches of the RMNAS space (paper values in :func:`rmnas_paper`).
+
+    - ``hidden_dim``, ``n_blocks``, ``n_heads``, ``ffn_ratio``: the unimodal MetaFormer stacks;
+      ``n_heads`` is also ``D_lst``, the number of LST channels.
+    - ``st_kernel``, ``maxdis``: the STEncoder kernel and the largest distance of direct interaction
+      (Algorithm 1); ``use_lst=False`` mixes without the LST bias (the paper's "no LST" ablation).
+    - ``mixers``: the token-mixer pool ``O_t``; ``max_len`` bounds the tokens (global token included)
+      of the frozen random matrix of RRandomMixing.
+    - ``n_cells``, ``n_steps``, ``fusion_dim``, ``fusion_ops``: the BM-NAS fusion and its pool ``O_s``.
+    - ``dropout``: after the input embedding, inside blocks, cells and heads (the paper gives none).
+    - ``unimodal_weight``: weight of each unimodal branch's task loss (the paper adds them, 1.0).
+    - ``speaker_embedding`` (not in the paper): add a learned speaker embedding to every utterance.
+    - ``mask_missing`` (not in the paper, which feeds the zero-filled features as they are): a missing
+      utterance of modality ``m`` is neither a key of ``m``'s mixers nor a node of its LST, carries
+      zeros into the fusion, and the unimodal loss of ``m`` counts only rows where ``m`` is present.
+    """
+
+    hidden_dim: int = 64
+    n_blocks: int = 2
+    n_heads: int = 4
+    ffn_ratio: float = 4.0
+    st_kernel: int = 7
+    maxdis: int = 8
+    use_lst: bool = True
+    mixers: tuple[str, ...] = ("attention", "random", "pool", "identity")
+    max_len: int = 512
+    n_cells: int = 1
+    n_steps: int = 2
+    fusion_dim: int = 64
+    fusion_ops: tuple[str, ...] = ("zero", "sum", "attention", "linear_glu", "concat_fc")
+    dropout: float = 0.1
+    unimodal_weight: float = 1.0
+    speaker_embedding: bool = False
+    mask_missing: bool = False
+
+
+def rmnas_default() -> RMNASConfig:
+    """Small: a search epoch on IEMOCAP-sized data takes seconds on a laptop CPU."""
+    return RMNASConfig()
+
+
+def rmnas_paper() -> RMNASConfig:
+    """The paper's setup: 6 blocks x 448, 8 heads, FFN 4.0, kernel 7, maxdis 8, 2 cells x 2 steps, 240."""
+    return RMNASConfig(hidden_dim=448, n_blocks=6, n_heads=8, ffn_ratio=4.0, st_kernel=7, maxdis=8,
+                       n_cells=2, n_steps=2, fusion_dim=240)
+
+
+def check_config(cfg: RMNASConfig, signature: DataSignature) -> None:
+    """Raise a :class:`NasmercError` naming the first config field or signature entry that cannot work."""
+    where = "space 'rmnas'"
+    positive = {"hidden_dim": cfg.hidden_dim, "n_blocks": cfg.n_blocks, "n_heads": cfg.n_heads,
+                "n_cells": cfg.n_cells, "n_steps": cfg.n_steps, "fusion_dim": cfg.fusion_dim}
+    for key, value in positive.items():
+        if value < 1:
+            raise NasmercError(f"{where}: {key}={value}: expected an integer >= 1")
+    if cfg.hidden_dim % cfg.n_heads:
+        raise NasmercError(f"{where}: hidden_dim={cfg.hidden_dim} must be divisible by n_heads={cfg.n_heads}")
+    if cfg.st_kernel < 1 or cfg.st_kernel % 2 == 0:
+        raise NasmercError(f"{where}: st_kernel={cfg.st_kernel}: expected a positive odd number")
+    if cfg.maxdis < 0 or cfg.max_len < 2 or cfg.ffn_ratio <= 0:
+        raise NasmercError(f"{where}: expected maxdis >= 0, max_len >= 2 and ffn_ratio > 0, got "
+                           f"maxdis={cfg.maxdis}, max_len={cfg.max_len}, ffn_ratio={cfg.ffn_ratio}")
+    if not 0.0 <= cfg.dropout < 1.0 or cfg.unimodal_weight < 0:
+        raise NasmercError(f"{where}: expected dropout in [0, 1) and unimodal_weight >= 0, got "
+                           f"dropout={cfg.dropout}, unimodal_weight={cfg.unimodal_weight}")
+    for key, names, pool in (("mixers", cfg.mixers, TOKEN_MIXERS), ("fusion_ops", cfg.fusion_ops, FUSION_OPS)):
+        bad = [n for n in names if n not in pool]
+        if not names or bad or len(set(names)) != len(names):
+            raise NasmercError(f"{where}: {key}={list(names)}: expected distinct names from {list(pool)}")
+    if not signature.modalities or any(m not in signature.dims for m in signature.modalities):
+        raise NasmercError(f"{where}: the data signature needs modalities with dims, got "
+                           f"modalities={list(signature.modalities)}, dims={signature.dims}")
+    if signature.n_outputs < 1:
+        raise NasmercError(f"{where}: a classification signature needs classes, got none")
+
+
+def sinusoidal_positions(n: int, dim: int, like: Tensor) -> Tensor:
+    """The Transformer's sinusoidal ``PE`` ``[n, dim]`` (eq. 1; the paper does not say which PE)."""
+    pos = torch.arange(n, device=like.device, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, device=like.device, dtype=torch.float32) * (-math.log(1e4) / dim))
+    pe = torch.zeros(n, dim, device=like.device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return pe.to(like.dtype)
+
+
+class ModalityBranch(nn.Module):
+    """One unimodal branch: eqs. 1-2, the LST of Algorithm 1 and a stack of RMNAS blocks (eqs. 4-6).
+
+    ``forward`` returns the output of every block, ``[B, N+1, hidden_dim]`` each (global token at 0),
+    the multi-level features of the fusion; :meth:`predict` is the unimodal head on the last one.
+    The input projection ``D_m -> hidden_dim`` comes first and the positional encoding is added in
+    the hidden space (the paper adds ``PE_m`` in ``D_m`` and does not say where the width changes).
+    The head is ``LN -> Dropout -> Linear``, the usual final norm of a pre-norm Transformer (the
+    paper does not describe its heads).
+    """
+
+    def __init__(self, modality: str, in_dim: int, cfg: RMNASConfig, n_speakers: int, n_outputs: int,
+                 ctx: ChoiceContext) -> None:
+        super().__init__()
+        hidden = cfg.hidden_dim
+        self.embed = nn.Linear(in_dim, hidden)
+        self.global_token = nn.Parameter(torch.zeros(1, 1, hidden))  # gt of eq. 2
+        nn.init.trunc_normal_(self.global_token, std=0.02)
+        self.speaker = nn.Embedding(max(1, n_speakers), hidden) if cfg.speaker_embedding else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.lst = LSTEncoder(in_dim, cfg.n_heads, cfg.st_kernel, cfg.maxdis) if cfg.use_lst else None
+        mixers = {name: partial(TOKEN_MIXERS[name], hidden, cfg.n_heads, cfg.max_len) for name in cfg.mixers}
+        self.blocks = nn.ModuleList(
+            MetaFormerBlock(hidden, ctx.op(f"{modality}.block{i}.mixer", mixers), cfg.ffn_ratio, cfg.dropout)
+            for i in range(cfg.n_blocks)
+        )
+        self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Dropout(cfg.dropout), nn.Linear(hidden, n_outputs))
+
+    def forward(self, x: Tensor, speakers: Tensor, nodes: Tensor) -> list[Tensor]:
+        """``x`` ``[B, N, D_m]``, ``speakers`` ``[B, N]``, ``nodes`` ``[B, N]`` bool (the rows to mix)."""
+        b, n, _ = x.shape
+        h = self.embed(x)
+        if self.speaker is not None:
+            h = h + self.speaker(speakers)
+        h = h + sinusoidal_positions(n, h.shape[-1], h)  # eq. 1
+        h = self.drop(torch.cat([self.global_token.expand(b, -1, -1), h], dim=1))  # eq. 2
+        tokens = torch.cat([nodes.new_ones(b, 1), nodes], dim=1)
+        lst = self.lst(x, nodes) if self.lst is not None else None  # Algorithm 1 on the raw X_m
+        outs = []
+        for block in self.blocks:
+            h = block(h, lst, tokens)
+            outs.append(h)
+        return outs
+
+    def predict(self, last: Tensor) -> Tensor:
+        """The unimodal head on the last block's tokens: ``[B, N+1, n_outputs]``."""
+        return self.head(last)
+
+
+class FusionStep(nn.Module):
+    """A BM-NAS cell-step: two inputs chosen among the cell's states, fused by one op of ``O_s``."""
+
+    def __init__(self, label: str, n_states: int, cfg: RMNASConfig, ctx: ChoiceContext) -> None:
+        super().__init__()
+        self.x = ctx.inputs(f"{label}.x", n_states, 1)
+        self.y = ctx.inputs(f"{label}.y", n_states, 1)
+        self.op = ctx.op(f"{label}.op", {name: partial(FUSION_OPS[name], cfg.fusion_dim) for name in cfg.fusion_ops})
+
+    def forward(self, states: Sequence[Tensor], mask: Tensor) -> Tensor:
+        """``op(x, y, mask)`` on the two chosen states, ``[B, N+1, fusion_dim]``."""
+        return self.op(self.x(states), self.y(states), mask)
+
+
+class FusionCell(nn.Module):
+    """A BM-NAS cell: two chosen inputs, ``n_steps`` steps, output from all steps plus a skip.
+
+    As in BM-NAS's cell: ``out = LN(merge([s_0; ...; s_{n-1}]) + x)`` with ``x`` the first input and
+    ``merge = Dropout(ReLU(Linear(n_steps C -> C)))`` (BM-NAS: 1x1 conv + BatchNorm + ReLU; no
+    BatchNorm here, see the module docstring); with one step, ``merge`` is the identity. The paper's
+    "each Cell initially receives the input duplicated as two copies" is BM-NAS searching with one
+    mixed input fed twice; a strategy may do that through the two input choices, which a fixed
+    architecture may also set to the same candidate.
+    """
+
+    def __init__(self, index: int, n_candidates: int, cfg: RMNASConfig, ctx: ChoiceContext) -> None:
+        super().__init__()
+        dim = cfg.fusion_dim
+        self.inputs = nn.ModuleList(ctx.inputs(f"cell{index}.input{k}", n_candidates, 1) for k in range(2))
+        self.steps = nn.ModuleList(FusionStep(f"cell{index}.step{s}", 2 + s, cfg, ctx) for s in range(cfg.n_steps))
+        self.merge = (nn.Sequential(nn.Linear(cfg.n_steps * dim, dim), nn.ReLU(), nn.Dropout(cfg.dropout))
+                      if cfg.n_steps > 1 else nn.Identity())
+        self.norm = nn.LayerNorm(dim)
+
+    def chosen(self, n_candidates: int) -> set[int]:
+        """The candidate indices this cell reads: all of them for a supernet."""
+        used: set[int] = set()
+        for sel in self.inputs:
+            used |= set(sel.indices) if isinstance(sel, ChosenInputs) else set(range(n_candidates))
+        return used
+
+    def forward(self, candidates: Sequence[Tensor | None], mask: Tensor) -> Tensor:
+        states = [sel(candidates) for sel in self.inputs]
+        for step in self.steps:
+            states.append(step(states, mask))
+        out = self.merge(torch.cat(states[2:], dim=-1))
+        return self.norm(out + states[0]) * mask.unsqueeze(-1).to(out.dtype)
+
+
+class BMNASFusion(nn.Module):
+    """Multi-level fusion (BM-NAS): candidate projections, cells, and the fused head.
+
+    Candidate projections are BM-NAS's reshape layers, ``ReLU(LN(Linear(hidden -> fusion_dim)))``
+    (BatchNorm replaced by LayerNorm), zeroed on tokens the branch did not mix. A fixed
+    architecture keeps only the projections of candidates some cell reads. The head reads the
+    concatenation of every cell's output through ``LN -> ReLU -> Dropout -> Linear`` as BM-NAS does.
+    """
+
+    def __init__(self, level_names: list[str], cfg: RMNASConfig, n_outputs: int, ctx: ChoiceContext) -> None:
+        super().__init__()
+        n_levels = len(level_names)
+        self.candidate_names = list(level_names) + [f"cell{c}" for c in range(cfg.n_cells)]
+        self.cells = nn.ModuleList(FusionCell(c, n_levels + c, cfg, ctx) for c in range(cfg.n_cells))
+        used = set().union(*(cell.chosen(n_levels + c) for c, cell in enumerate(self.cells)))
+        self.level_keys = [name.replace(".", "_") for name in level_names]
+        self.projections = nn.ModuleDict({
+            self.level_keys[k]: nn.Sequential(nn.Linear(cfg.hidden_dim, cfg.fusion_dim),
+                                              nn.LayerNorm(cfg.fusion_dim), nn.ReLU())
+            for k in range(n_levels) if k in used
+        })
+        width = cfg.n_cells * cfg.fusion_dim
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(width, n_outputs))
+
+    def forward(self, levels: Sequence[Tensor], level_masks: Sequence[Tensor], mask: Tensor) -> Tensor:
+        """Fused logits ``[B, N+1, n_outputs]`` from the block outputs and their token masks."""
+        candidates: list[Tensor | None] = []
+        for key, feat, keep in zip(self.level_keys, levels, level_masks):
+            proj = self.projections[key] if key in self.projections else None
+            candidates.append(proj(feat) * keep.unsqueeze(-1).to(feat.dtype) if proj is not None else None)
+        outs = []
+        for cell in self.cells:
+            outs.append(cell(candidates, mask))
+            candidates.append(outs[-1])
+        return self.head(torch.cat(outs, dim=-1))
+
+
+class RMNASNetwork(nn.Module):
+    """The RMNAS model for one data signature: unimodal branches plus BM-NAS fusion (Figure 1).
+
+    ``forward(batch)`` returns a :class:`ModelOutput` with the fused logits, each unimodal branch's
+    logits in ``per_modality_logits`` and its task loss in ``aux_losses["unimodal_{m}"]``.
+    """
+
+    def __init__(self, signature: DataSignature, cfg: RMNASConfig, ctx: ChoiceContext) -> None:
+        super().__init__()
+        self.modalities = tuple(signature.modalities)
+        self.dims = {m: int(signature.dims[m]) for m in self.modalities}
+        self.task = signature.task
+        self.level = signature.level
+        self.mask_missing = cfg.mask_missing
+        self.unimodal_weight = cfg.unimodal_weight
+        n_out = signature.n_outputs
+        self.branches = nn.ModuleDict({
+            m: ModalityBranch(m, self.dims[m], cfg, signature.n_speakers, n_out, ctx) for m in self.modalities
+        })
+        names = [f"{m}.block{i}" for m in self.modalities for i in range(cfg.n_blocks)]
+        self.fusion = BMNASFusion(names, cfg, n_out, ctx)
+
+    @property
+    def candidate_names(self) -> list[str]:
+        """What each fusion input index means: block outputs, then cell outputs."""
+        return self.fusion.candidate_names
+
+    def _check(self, batch: Batch) -> None:
+        for m in self.modalities:
+            if m not in batch.features or m not in batch.modalities:
+                raise NasmercError(f"rmnas: the batch has no modality {m!r} (it has {list(batch.modalities)})")
+            if batch.features[m].shape[-1] != self.dims[m]:
+                raise NasmercError(f"rmnas: modality {m!r} has {batch.features[m].shape[-1]} features, "
+                                   f"expected {self.dims[m]} from the data signature")
+
+    def _readout(self, tokens: Tensor) -> Tensor:
+        """Dialogue: every utterance (drop the global token); utterance level: the global token."""
+        out = tokens[:, 1:] if self.level == "dialogue" else tokens[:, 0]
+        return out.squeeze(-1) if self.task == "regression" else out
+
+    def _unimodal_loss(self, logits: Tensor, batch: Batch, nodes: Tensor) -> Tensor:
+        """The task loss of one branch; with ``mask_missing``, only over rows the modality is seen."""
+        if not self.mask_missing:
+            return task_loss(logits, batch, self.task)
+        if self.level == "dialogue":
+            if not nodes.any():
+                return logits.sum() * 0.0
+            return task_loss(logits, replace(batch, mask=nodes), self.task)
+        seen = nodes.any(dim=1)
+        if not seen.any():
+            return logits.sum() * 0.0
+        return task_loss(logits[seen], replace(batch, labels=batch.labels[seen]), self.task)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        self._check(batch)
+        real = batch.mask.bool()
+        ones = real.new_ones(real.shape[0], 1)
+        levels: list[Tensor] = []
+        level_masks: list[Tensor] = []
+        per_modality: dict[str, Tensor] = {}
+        aux: dict[str, Tensor] = {}
+        for m, branch in self.branches.items():
+            nodes = real
+            if self.mask_missing:
+                nodes = real & batch.present[..., batch.modalities.index(m)].bool()
+            outs = branch(batch.features[m], batch.speakers, nodes)
+            per_modality[m] = self._readout(branch.predict(outs[-1]))
+            aux[f"unimodal_{m}"] = self._unimodal_loss(per_modality[m], batch, nodes)
+            levels.extend(outs)
+            level_masks.extend([torch.cat([ones, nodes], dim=1)] * len(outs))
+        fused = self.fusion(levels, level_masks, torch.cat([ones, real], dim=1))
+        return ModelOutput(
+            logits=self._readout(fused),
+            aux_losses=aux,
+            aux_weights={name: self.unimodal_weight for name in aux},
+            per_modality_logits=per_modality,
+        )
+
+
+class RMNASSpace(SearchSpace):
+    """The RMNAS search space: token mixers per block and modality, BM-NAS inputs and step ops."""
+
+    name: ClassVar[str] = "rmnas"
+    Config: ClassVar[type] = RMNASConfig
+    presets: ClassVar[dict[str, Any]] = {"default": rmnas_default, "paper": rmnas_paper}
+
+    def __init__(self, signature: DataSignature, config: RMNASConfig | None = None) -> None:
+        super().__init__(signature, config)
+        check_config(self.config, signature)
+
+    def network(self, ctx: ChoiceContext) -> nn.Module:
+        return RMNASNetwork(self.signature, self.config, ctx)

@@ -1,0 +1,247 @@
+"""DARTS: differentiable architecture search by bilevel optimisation (Liu et al.), as RMNAS uses it.
+
+Architecture weights ``alpha`` live here, one vector per :class:`~nasmerc.nas.choices.OpChoice`
+(one entry per candidate) and per :class:`~nasmerc.nas.choices.InputChoice` (one per input), and are
+attached to the supernet from outside as hooks: an op choice returns ``sum_i softmax(alpha)_i o_i(x)``
+(RMNAS eq. 5), an input choice the softmax-weighted sum of its inputs. The training split is cut in
+two, deterministically by seed: weights take AdamW steps on one half, and before every weight step
+``alpha`` takes a step on a batch of the other half (RMNAS sec. "Search": two optimisers, SGD with
+lr 5 for ``{alpha, beta, lambda}`` in the paper). First order by default; ``order=2`` uses the
+unrolled objective with the finite-difference Hessian-vector product of DARTS eq. 7-8.
+
+The discrete architecture is derived by argmax per op choice (a ``zero`` candidate is passed over,
+as DARTS does with its ``none`` op, unless it is the only one) and top-k per input choice, from the
+``alpha`` of the best validation epoch (saved as ``alpha.pt`` in the run folder, which ``nasmerc
+export`` reads again). The softmax weights are emitted as ``choice_weights`` events every epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasmerc.data.batch import Batch, iterate_batches
+from nasmerc.data.conversation import carve_validation
+from nasmerc.errors import NasmercError
+from nasmerc.io import write_torch
+from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules
+from nasmerc.nas.space import SearchSpace, count_parameters
+from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
+from nasmerc.train.trainer import Trainer
+
+ALPHA_FILE = "alpha.pt"
+
+
+@dataclass(frozen=True)
+class DartsConfig:
+    arch_optimizer: Literal["sgd", "adam"] = "sgd"
+    arch_lr: float = 5.0
+    arch_momentum: float = 0.0
+    arch_weight_decay: float = 0.0
+    order: int = 1
+    unroll_lr: float = 0.0
+    arch_fraction: float = 0.5
+    warmup_epochs: int = 0
+    init_scale: float = 1e-3
+
+
+def _softmax_mix(alpha: nn.Parameter):
+    def op_hook(choice: OpChoice, *args: Any, **kwargs: Any) -> Any:
+        w = torch.softmax(alpha, dim=0)
+        return sum(w[i] * cand(*args, **kwargs) for i, cand in enumerate(choice.candidates.values()))
+
+    def input_hook(choice: InputChoice, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        w = torch.softmax(alpha, dim=0)
+        out = sum(w[i] * x for i, x in enumerate(inputs))
+        return out * choice.n_chosen if choice.reduction == "sum" else out
+
+    return op_hook, input_hook
+
+
+class ArchWeights(nn.Module):
+    """``alpha`` for every op / input choice of a supernet, attached to it as softmax-mixing hooks."""
+
+    def __init__(self, supernet: nn.Module, init_scale: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.alpha = nn.ParameterDict()
+        self.candidates: dict[str, list[str]] = {}
+        self._labels: dict[str, str] = {}
+        for choice in choice_modules(supernet):
+            n = len(choice.names) if isinstance(choice, OpChoice) else choice.n_candidates
+            key = choice.label.replace(".", "/")
+            self._labels[key] = choice.label
+            self.alpha[key] = nn.Parameter(init_scale * torch.randn(n, generator=generator))
+            self.candidates[choice.label] = (choice.names if isinstance(choice, OpChoice)
+                                             else [str(i) for i in range(n)])
+            op_hook, input_hook = _softmax_mix(self.alpha[key])
+            choice.attach(op_hook if isinstance(choice, OpChoice) else input_hook)
+        if not self.alpha:
+            raise NasmercError("the space has no op or input choice for DARTS to weigh: "
+                               "use the fixed strategy or a population strategy")
+
+    def weights(self) -> dict[str, dict[str, float]]:
+        """``{label: {candidate: softmax weight}}``."""
+        out = {}
+        for key, a in self.alpha.items():
+            label = self._labels[key]
+            w = torch.softmax(a.detach().float().cpu(), 0).tolist()
+            out[label] = dict(zip(self.candidates[label], w))
+        return out
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {self._labels[k]: a.detach().cpu().clone() for k, a in self.alpha.items()}
+
+
+def derive(alpha: Mapping[str, torch.Tensor], specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """The discrete architecture: argmax per op choice (``zero`` passed over), top-k per input choice."""
+    arch: dict[str, Any] = {}
+    for spec in specs:
+        if spec.kind in ("value", "float"):
+            arch[spec.label] = fixed[spec.label]
+            continue
+        if spec.label not in alpha:
+            raise NasmercError(f"{ALPHA_FILE}: no weights for choice {spec.label!r}; was it written by this space?")
+        a = alpha[spec.label].float()
+        if spec.kind == "op":
+            if a.numel() != len(spec.candidates):
+                raise NasmercError(f"{ALPHA_FILE}: choice {spec.label!r} has {a.numel()} weights, "
+                                   f"expected {len(spec.candidates)}")
+            order = torch.argsort(a, descending=True).tolist()
+            names = [spec.candidates[i] for i in order]
+            real = [n for n in names if n != "zero"]
+            arch[spec.label] = real[0] if real else names[0]
+        else:
+            if a.numel() != spec.n_candidates:
+                raise NasmercError(f"{ALPHA_FILE}: choice {spec.label!r} has {a.numel()} weights, "
+                                   f"expected {spec.n_candidates}")
+            arch[spec.label] = sorted(torch.topk(a, spec.n_chosen).indices.tolist())
+    return arch
+
+
+def _cycle(convs, signature, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
+    while True:
+        for _, batch in iterate_batches(convs, signature, batch_size, True, rng):
+            yield batch
+
+
+class DartsHook:
+    """Takes an architecture step before every weight step and reports the weights every epoch."""
+
+    def __init__(self, arch: ArchWeights, arch_batches: Iterator[Batch], config: DartsConfig) -> None:
+        self.arch = arch
+        self.batches = arch_batches
+        self.config = config
+        params = list(arch.parameters())
+        if config.arch_optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=config.arch_lr, momentum=config.arch_momentum, weight_decay=config.arch_weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=config.arch_lr, betas=(0.5, 0.999),
+                                              weight_decay=config.arch_weight_decay)
+        self.history: list[dict[str, Any]] = []
+
+    def before_step(self, trainer: Trainer, batch: Batch, epoch: int, step: int) -> None:
+        if epoch < self.config.warmup_epochs:
+            return
+        val_batch = trainer.masked(next(self.batches), epoch)
+        trainer.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.config.order == 2:
+            self._second_order(trainer, batch, val_batch)
+        else:
+            loss, _, _ = trainer.loss(val_batch)
+            grads = torch.autograd.grad(loss, list(self.arch.parameters()))
+            for p, g in zip(self.arch.parameters(), grads):
+                p.grad = g
+        self.optimizer.step()
+
+    def _second_order(self, trainer: Trainer, train_batch: Batch, val_batch: Batch) -> None:
+        """Unrolled gradient (DARTS eq. 7) with the finite-difference Hessian-vector product (eq. 8)."""
+        weights = [p for p in trainer.model.parameters() if p.requires_grad]
+        alphas = list(self.arch.parameters())
+        xi = self.config.unroll_lr or trainer.config.lr
+        backup = [p.detach().clone() for p in weights]
+        loss, _, _ = trainer.loss(train_batch)
+        g_train = torch.autograd.grad(loss, weights, allow_unused=True)
+        with torch.no_grad():
+            for p, g in zip(weights, g_train):
+                if g is not None:
+                    p.sub_(xi * g)
+        loss, _, _ = trainer.loss(val_batch)
+        grads = torch.autograd.grad(loss, alphas + weights, allow_unused=True)
+        d_alpha = [g if g is not None else torch.zeros_like(a) for g, a in zip(grads[: len(alphas)], alphas)]
+        d_w = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads[len(alphas):], weights)]
+        norm = torch.sqrt(sum((g * g).sum() for g in d_w))
+        eps = 0.01 / float(norm) if float(norm) > 0 else 0.0
+        hvp = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for p, b, g in zip(weights, backup, d_w):
+                    p.copy_(b + sign * eps * g)
+            loss, _, _ = trainer.loss(train_batch)
+            hvp.append(torch.autograd.grad(loss, alphas, allow_unused=True))
+        with torch.no_grad():
+            for p, b in zip(weights, backup):
+                p.copy_(b)
+        for a, da, gp, gm in zip(alphas, d_alpha, *hvp):
+            correction = ((gp if gp is not None else 0) - (gm if gm is not None else 0)) / (2 * eps) if eps else 0
+            a.grad = da - xi * correction
+
+    def after_epoch(self, trainer: Trainer, epoch: int) -> None:
+        weights = self.arch.weights()
+        self.history.append(weights)
+        trainer.events.emit("choice_weights", epoch=epoch + 1, weights=weights)
+
+
+class Darts(Strategy):
+    """Differentiable search over every op and input choice of a space (see module docstring)."""
+
+    name = "darts"
+    Config = DartsConfig
+
+    def search(self, ctx: SearchContext) -> SearchResult:
+        cfg: DartsConfig = self.config
+        if cfg.order not in (1, 2):
+            raise NasmercError(f"strategy 'darts': order={cfg.order}: expected 1 or 2")
+        if not 0.0 < cfg.arch_fraction < 1.0:
+            raise NasmercError(f"strategy 'darts': arch_fraction={cfg.arch_fraction}: expected a number in (0, 1)")
+        torch.manual_seed(ctx.seed)
+        supernet = ctx.space.supernet(ctx.fixed)
+        generator = torch.Generator().manual_seed(ctx.seed)
+        arch = ArchWeights(supernet, cfg.init_scale, generator)
+        sig = ctx.dataset.signature
+        weight_part, arch_part = carve_validation(ctx.dataset.split("train"), cfg.arch_fraction, ctx.seed)
+        trainer = Trainer(supernet, sig, ctx.train, device=ctx.device, seed=ctx.seed, events=ctx.events)
+        arch.to(ctx.device)
+        hook = DartsHook(arch, _cycle(arch_part, sig, ctx.train.batch_size, np.random.default_rng(ctx.seed + 1)), cfg)
+        alpha_path = Path(ctx.run_dir) / ALPHA_FILE
+
+        def on_best(epoch: int, value: float) -> None:
+            write_torch(alpha_path, arch.state())
+            ctx.events.emit("checkpoint", epoch=epoch, path=ALPHA_FILE, metric=trainer.metric, value=value)
+
+        fit = trainer.fit(weight_part, ctx.dataset.split("valid"), hooks=[hook], on_best=on_best)
+        specs = ctx.space.choices(ctx.fixed)
+        found = derive(torch.load(alpha_path, weights_only=True), specs, ctx.fixed)
+        return SearchResult(
+            arch=found,
+            metric=trainer.metric,
+            best_value=fit.best_value,
+            best_epoch=fit.best_epoch,
+            supernet_parameters=count_parameters(supernet),
+            derived_parameters=count_parameters(ctx.space.build(found)),
+            extra={"final_weights": hook.history[-1] if hook.history else {}, "valid": fit.best_metrics,
+                   "weight_conversations": len(weight_part), "arch_conversations": len(arch_part)},
+        )
+
+    def derive(self, space: SearchSpace, run_dir: Path, fixed: Mapping[str, Any]) -> dict[str, Any] | None:
+        path = Path(run_dir) / ALPHA_FILE
+        if not path.exists():
+            raise NasmercError(f"{path}: no architecture weights in this run folder (expected {ALPHA_FILE} "
+                               "written by a DARTS search)")
+        return derive(torch.load(path, weights_only=True), space.choices(fixed), fixed)
