@@ -76,7 +76,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"search {summary['space']}/{summary['strategy']} on {summary['data']}: best valid {summary['metric']} "
           f"{summary['best_valid']:.4f} (epoch {summary['best_epoch']}), {summary['wall_seconds']:.0f}s; "
           f"supernet {summary['supernet_parameters']:,} parameters, derived {summary['derived_parameters']:,}")
-    for label, choice in summary["arch"].items():
+    for label, choice in summary["arch_named"].items():
         print(f"  {label}: {choice}")
     print(f"run folder: {run_dir}\nnext: nasmerc retrain {run_dir / 'arch.yaml'}")
     return 0

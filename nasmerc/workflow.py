@@ -20,6 +20,7 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.events import EventSink
 from nasmerc.io import write_json, write_torch
+from nasmerc.nas.choices import named_arch
 from nasmerc.nas.space import count_parameters
 from nasmerc.nas.strategy import SearchContext
 from nasmerc.registry import create_dataset, get_search_space, get_strategy
@@ -112,7 +113,7 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
             "space": space_name, "strategy": strategy_name, "data": data_name, "metric": result.metric,
             "best_valid": result.best_value, "best_epoch": result.best_epoch, "wall_seconds": elapsed,
             "supernet_parameters": result.supernet_parameters, "derived_parameters": result.derived_parameters,
-            "arch": result.arch, **result.extra,
+            "arch": result.arch, "arch_named": named_arch(space_obj.choices(fixed), result.arch), **result.extra,
         }
         ArchFile(space_name, preset_name, space_obj.config_dict(), result.arch, data_name, data_overrides,
                  dataset.signature, to_plain(train_cfg), strategy_name, seed_value,
@@ -135,7 +136,10 @@ def _run_config(run_dir: Path) -> dict[str, Any]:
 
 
 def export(run: str, out: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """Derive the architecture again from a search run's files and write it as ``arch.yaml``."""
+    """Derive the architecture again from a search run's files and write it as ``arch.yaml``.
+
+    Returns the file and the architecture with input indices shown by name.
+    """
     run_dir = Path(run)
     if not run_dir.is_dir():
         raise NasmercError(f"{run}: no such run folder")
@@ -156,7 +160,7 @@ def export(run: str, out: str | None = None) -> tuple[Path, dict[str, Any]]:
     ArchFile(cfg["space"], cfg.get("preset", "default"), space_obj.config_dict(), arch, cfg["data"],
              cfg.get("data_overrides") or {}, signature, cfg.get("train") or {}, cfg["strategy"],
              int(cfg.get("seed", 0)), previous.search if previous else {}).write(target)
-    return target, arch
+    return target, named_arch(space_obj.choices(fixed), arch)
 
 
 def load_data_for(arch_file: ArchFile, *, what: str):

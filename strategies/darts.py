@@ -76,8 +76,7 @@ class ArchWeights(nn.Module):
             key = choice.label.replace(".", "/")
             self._labels[key] = choice.label
             self.alpha[key] = nn.Parameter(init_scale * torch.randn(n, generator=generator))
-            self.candidates[choice.label] = (choice.names if isinstance(choice, OpChoice)
-                                             else [str(i) for i in range(n)])
+            self.candidates[choice.label] = list(choice.names)
             op_hook, input_hook = _softmax_mix(self.alpha[key])
             choice.attach(op_hook if isinstance(choice, OpChoice) else input_hook)
         if not self.alpha:

@@ -26,7 +26,7 @@ from nasmerc.train.trainer import TrainConfig, Trainer
 from search_spaces.rmnas import RMNASSpace
 from strategies.darts import ALPHA_FILE, ArchWeights, Darts, DartsConfig, DartsHook, derive
 
-SPACE = {"hidden_dim": 16, "n_blocks": 1, "fusion_dim": 16, "n_heads": 2}
+SPACE = {"hidden_dim": 16, "n_blocks": 1, "fusion_dim": 16, "n_heads": 2, "n_cells": 1}
 TRAIN = TrainConfig(epochs=2, batch_size=4, valid_rates=(0.0, 0.5))
 MIXERS = ("attention", "random", "pool", "identity")
 FUSION_OPS = ("zero", "sum", "attention", "linear_glu", "concat_fc")
@@ -71,7 +71,8 @@ def test_arch_weights_one_alpha_per_choice(space: RMNASSpace) -> None:
     assert {label: tuple(a.shape) for label, a in state.items()} == {k: (n,) for k, n in SIZES.items()}
     assert arch.candidates["text.block0.mixer"] == list(MIXERS)
     assert arch.candidates["cell0.step1.op"] == list(FUSION_OPS)
-    assert arch.candidates["cell0.step1.x"] == ["0", "1", "2"]
+    assert arch.candidates["cell0.step1.x"] == ["input0", "input1", "step0"]
+    assert arch.candidates["cell0.input0"] == ["text.block0", "audio.block0", "visual.block0"]
     # alpha is small at start, belongs to ArchWeights, not to the supernet.
     assert all(float(a.abs().max()) < 0.01 for a in state.values())
     alpha_ids = {id(p) for p in arch.parameters()}

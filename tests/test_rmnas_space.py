@@ -310,7 +310,7 @@ def test_bad_config_names_the_field(changes: dict[str, Any], key: str) -> None:
 def test_default_preset_is_small_and_runs() -> None:
     sig = signature()
     space = RMNASSpace.from_preset(sig, "default")
-    assert (space.config.hidden_dim, space.config.n_blocks, space.config.n_cells) == (64, 2, 1)
+    assert (space.config.hidden_dim, space.config.n_blocks, space.config.n_cells) == (64, 2, 2)
     model = space.build(random_arch(space, 5))
     assert model(masked_batch(sig)).logits.shape == (3, max(LENGTHS), 3)
 

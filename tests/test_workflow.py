@@ -26,7 +26,8 @@ from strategies.darts import Darts
 DATA = ["--set", "data.n_train=6", "--set", "data.n_valid=2", "--set", "data.n_test=3",
         "--set", "data.length_max=10", "--set", "data.length_min=3", "--set", "data.length_mean=6",
         "--set", "data.dims.visual=16"]
-SPACE = ["--set", "hidden_dim=16", "--set", "n_blocks=1", "--set", "fusion_dim=16", "--set", "n_heads=2"]
+SPACE = ["--set", "hidden_dim=16", "--set", "n_blocks=1", "--set", "fusion_dim=16", "--set", "n_heads=2",
+         "--set", "n_cells=1"]
 TRAIN = ["--set", "train.batch_size=4", "--set", "train.valid_rates=0,0.5"]
 TINY = [*DATA, *SPACE, *TRAIN]
 EPOCHS = 2

@@ -33,7 +33,8 @@ class ChoiceSpec:
     """The description of one choice point, as strategies and architecture files see it.
 
     ``kind`` is ``"op"`` (``candidates`` are names), ``"input"`` (``n_candidates`` and
-    ``n_chosen``), ``"value"`` (``candidates`` are the values) or ``"float"`` (``low``, ``high``).
+    ``n_chosen``; ``candidates`` may name the inputs for display, the architecture keeps indices),
+    ``"value"`` (``candidates`` are the values) or ``"float"`` (``low``, ``high``).
     """
 
     label: str
@@ -117,11 +118,15 @@ class OpChoice(nn.Module):
 class InputChoice(nn.Module):
     """Choose ``n_chosen`` of ``n_candidates`` input tensors and reduce them (``mean`` or ``sum``)."""
 
-    def __init__(self, label: str, n_candidates: int, n_chosen: int = 1, reduction: str = "mean") -> None:
+    def __init__(self, label: str, n_candidates: int, n_chosen: int = 1, reduction: str = "mean",
+                 names: Sequence[str] = ()) -> None:
         super().__init__()
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction {reduction!r}: expected 'mean' or 'sum'")
+        if names and len(names) != n_candidates:
+            raise ValueError(f"choice {label!r}: {len(names)} names for {n_candidates} inputs")
         self.label = label
+        self.names = list(names) if names else [str(i) for i in range(n_candidates)]
         self.n_candidates = n_candidates
         self.n_chosen = n_chosen
         self.reduction = reduction
@@ -129,7 +134,8 @@ class InputChoice(nn.Module):
 
     @property
     def spec(self) -> ChoiceSpec:
-        return ChoiceSpec(self.label, "input", n_candidates=self.n_candidates, n_chosen=self.n_chosen)
+        return ChoiceSpec(self.label, "input", tuple(self.names), n_candidates=self.n_candidates,
+                          n_chosen=self.n_chosen)
 
     attach = OpChoice.attach
 
@@ -187,12 +193,14 @@ class ChoiceContext:
             return candidates[self._chosen(spec)]()
         return OpChoice(label, {name: make() for name, make in candidates.items()})
 
-    def inputs(self, label: str, n_candidates: int, n_chosen: int = 1, reduction: str = "mean") -> nn.Module:
-        spec = ChoiceSpec(label, "input", n_candidates=n_candidates, n_chosen=n_chosen)
+    def inputs(self, label: str, n_candidates: int, n_chosen: int = 1, reduction: str = "mean",
+               names: Sequence[str] = ()) -> nn.Module:
+        """Choose ``n_chosen`` of ``n_candidates`` inputs; ``names`` label them for display."""
+        spec = ChoiceSpec(label, "input", tuple(names), n_candidates=n_candidates, n_chosen=n_chosen)
         self._record(spec)
         if self.arch is not None:
             return ChosenInputs(self._chosen(spec), reduction)
-        return InputChoice(label, n_candidates, n_chosen, reduction)
+        return InputChoice(label, n_candidates, n_chosen, reduction, names)
 
     def value(self, label: str, values: Sequence[Any]) -> Any:
         spec = ChoiceSpec(label, "value", tuple(values))
@@ -220,3 +228,18 @@ class ChoiceContext:
 def choice_modules(model: nn.Module) -> list[OpChoice | InputChoice]:
     """The choice modules of a supernet, in module order."""
     return [m for m in model.modules() if isinstance(m, (OpChoice, InputChoice))]
+
+
+def named_arch(specs: Sequence[ChoiceSpec], arch: Mapping[str, Any]) -> dict[str, Any]:
+    """``arch`` with input indices replaced by their candidates' names, for people to read."""
+    out: dict[str, Any] = {}
+    for spec in specs:
+        if spec.label not in arch:
+            continue
+        choice = arch[spec.label]
+        if spec.kind == "input" and spec.candidates:
+            idx = [choice] if isinstance(choice, int) else list(choice)
+            out[spec.label] = [spec.candidates[i] for i in idx]
+        else:
+            out[spec.label] = choice
+    return out
