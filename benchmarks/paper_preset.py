@@ -69,7 +69,7 @@ def main() -> None:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         print(f"{'warm-up' if run == 0 else 'timed'} forward + backward, batch {args.batch} x {args.length}: "
-              f"{time.perf_counter() - t0:.2f} s, loss {float(loss):.3f}")
+              f"{time.perf_counter() - t0:.2f} s, loss {float(loss.detach()):.3f}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from nasmerc.data.synthetic import load
 
@@ -26,3 +27,12 @@ def tiny_dataset():
 @pytest.fixture
 def tiny_regression():
     return load("mosi", {**TINY, "dims.audio": 5})
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: threads only cost (and oversubscribe a busy 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -204,26 +204,22 @@ class ChoiceContext:
 
     def value(self, label: str, values: Sequence[Any]) -> Any:
         spec = ChoiceSpec(label, "value", tuple(values))
-        self._record(spec)
-        if self.arch is not None:
-            return self._chosen(spec)
-        if label in self.fixed:
-            return spec.check(self.fixed[label])
-        if self.placeholders:
-            return spec.candidates[0]
-        raise UnresolvedChoice(spec)
+        return self._resolve(spec, placeholder=spec.candidates[0])
 
     def float(self, label: str, low: float, high: float) -> float:
         spec = ChoiceSpec(label, "float", low=float(low), high=float(high))
+        return self._resolve(spec, placeholder=spec.low)
+
+    def _resolve(self, spec: ChoiceSpec, placeholder: Any) -> Any:
+        """A value / float choice: from the architecture, from ``fixed``, a placeholder, or an error."""
         self._record(spec)
         if self.arch is not None:
             return self._chosen(spec)
-        if label in self.fixed:
-            return spec.check(self.fixed[label])
+        if spec.label in self.fixed:
+            return spec.check(self.fixed[spec.label])
         if self.placeholders:
-            return spec.low
+            return placeholder
         raise UnresolvedChoice(spec)
-
 
 def choice_modules(model: nn.Module) -> list[OpChoice | InputChoice]:
     """The choice modules of a supernet, in module order."""
