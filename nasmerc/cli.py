@@ -23,10 +23,27 @@ def cmd_data(args: argparse.Namespace) -> int:
     from nasmerc.io import write_json
     from nasmerc.registry import create_dataset
 
+    if args.name == "convert":
+        from nasmerc.data.files import convert
+
+        if len(args.extra) != 2:
+            raise NasmercError("data convert: expected SPEC OUT.npz (e.g. nasmerc data convert "
+                               "dialoguegcn:iemocap6:IEMOCAP_features.pkl iemocap6.npz)")
+        overrides = parse_assignments(args.data_set)
+        if args.nan_to_zero:
+            overrides["nan_to_zero"] = "true"
+        path = convert(args.extra[0], args.extra[1], overrides)
+        print(f"wrote {path}")
+        return 0
+    if args.extra:
+        raise NasmercError(f"data: unexpected argument(s) {args.extra} (expected one dataset name)")
     rates = None
     if args.oracle or args.rates is not None:
         rates = parse_rates(args.rates) if args.rates is not None else DEFAULT_RATES
-    dataset = create_dataset(args.name, parse_assignments(args.data_set))
+    overrides = parse_assignments(args.data_set)
+    if args.nan_to_zero:
+        overrides["nan_to_zero"] = "true"
+    dataset = create_dataset(args.name, overrides)
     report = describe(dataset, rates, mask_seed=args.mask_seed)
     print(format_report(report))
     if args.json:
@@ -69,8 +86,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not list_search_spaces():
         print("nasmerc is installed; no search space is registered, so there is nothing to search.")
         return 0
+    shortcuts = [f"strategy.{k}={getattr(args, k)}" for k in ("population", "generations", "trials", "workers")
+                 if getattr(args, k) is not None]
+    if args.nan_to_zero:
+        shortcuts.append("data.nan_to_zero=true")
     run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
-        args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config, sets=args.set,
+        args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config,
+        sets=[*args.set, *shortcuts],
         fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, out=args.out, sinks=sinks))
     summary = json.loads((run_dir / "search.json").read_text())
     print(f"search {summary['space']}/{summary['strategy']} on {summary['data']}: best valid {summary['metric']} "
@@ -134,9 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("data", help="describe a dataset; with --oracle, the Bayes ceiling per missing rate")
-    p.add_argument("name", nargs="?", default=DEFAULT_DATA, help=f"dataset (default {DEFAULT_DATA})")
+    p.add_argument("name", nargs="?", default=DEFAULT_DATA,
+                   help=f"dataset name or file spec (default {DEFAULT_DATA}); 'convert SPEC OUT.npz' converts a file")
+    p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     p.add_argument("--set", dest="data_set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a dataset parameter, e.g. --set inertia=0.8 --set snr.text=1.5 (repeatable)")
+    p.add_argument("--nan-to-zero", action="store_true", help="zero NaN / inf features of a file instead of refusing it")
     p.add_argument("--oracle", action="store_true", help="evaluate the exact oracle (synthetic data only)")
     p.add_argument("--rates", default=None, help="missing rates, e.g. 0,0.1,0.2 (default 0,0.1,...,0.7)")
     p.add_argument("--mask-seed", type=int, default=0, help="seed of the evaluation masks (default 0)")
@@ -160,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<time>-<space>-<strategy>)")
     p.add_argument("--no-dashboard", action="store_true", help="plain progress lines instead of the live view")
+    p.add_argument("--nan-to-zero", action="store_true", help="zero NaN / inf features of a file instead of refusing it")
+    for flag in ("population", "generations", "trials", "workers"):
+        p.add_argument(f"--{flag}", type=int, default=None, help=f"strategy.{flag} (population strategies)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="derive the architecture of a search run again and write arch.yaml")

@@ -14,7 +14,8 @@ Three ways to watch a run:
 
 Unknown event types are ignored, so an older dashboard can watch a newer run. ``generation`` events
 (``generation``, ``generations``, ``best``, ``mean``, ``diversity``, ``best_genome``) of population
-strategies add a population panel.
+strategies add a population panel; so do ``trial`` events (``trial``, ``arch``, ``value``, ``best``,
+``metric``, ``parameters``, ``seconds``), one per trained candidate of random, TPE or evolution.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ SHOWN_GENERATIONS = 6
 SHOWN_LOSS_TERMS = 4
 _STATUS_STYLE = {"waiting": "dim", "running": "bold yellow", "finished": "bold green",
                  "failed": "bold red", "interrupted": "bold magenta"}
+
+
+def _best(value: float | None, epoch: int | None) -> str:
+    """``0.6123@3``; without an epoch (population strategies), the value alone; ``-`` for none."""
+    if value is None:
+        return "-"
+    return f"{_num(value)}@{epoch}" if epoch is not None else _num(value)
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -115,6 +123,7 @@ class DashboardState:
     end_elapsed: float | None = None
     generations: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=64))
     best_genome: Any = None
+    trials: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=64))
 
     @property
     def ended(self) -> bool:
@@ -212,6 +221,10 @@ class DashboardState:
         elif self.started is not None and self.last_time is not None:
             self.end_elapsed = self.last_time - self.started
 
+    def _on_trial(self, ev: dict[str, Any]) -> None:
+        self.trials.append({k: ev.get(k) for k in ("trial", "value", "best", "parameters", "seconds", "arch")})
+        self.metric = ev.get("metric") or self.metric
+
     def _on_generation(self, ev: dict[str, Any]) -> None:
         self.generations.append({k: ev.get(k) for k in ("generation", "generations", "best", "mean", "diversity")})
         if ev.get("best_genome") is not None:
@@ -278,7 +291,7 @@ def _epochs(state: DashboardState) -> Panel:
     table.add_column("", no_wrap=True)
     for r in rows:
         is_best = r.epoch == state.best_epoch
-        best = f"{_num(r.best)}@{r.best_epoch}" if r.best is not None else "-"
+        best = _best(r.best, r.best_epoch)
         table.add_row(str(r.epoch), _num(r.train_loss, 3), _num(r.valid_loss, 3), _num(r.value), best,
                       _num(r.missing_rate, 2), *(_num(r.losses.get(t), 3) for t in terms), _duration(r.elapsed),
                       "◀ best" if is_best else "", style="bold green" if is_best else None)
@@ -323,7 +336,19 @@ def _population(state: DashboardState) -> Panel:
     for g in list(state.generations)[-SHOWN_GENERATIONS:]:
         table.add_row(f"{g['generation']}/{g['generations'] or '-'}", _num(g["best"]), _num(g["mean"]),
                       _num(g["diversity"], 3))
-    parts: list[RenderableType] = [table]
+    parts: list[RenderableType] = [table] if state.generations else []
+    if state.trials:
+        trials = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for name in ("trial", state.metric, "best", "params", "time"):
+            trials.add_column(name, justify="right", no_wrap=True)
+        trials.add_column("arch", no_wrap=True, overflow="ellipsis", max_width=60)
+        for t in list(state.trials)[-SHOWN_GENERATIONS:]:
+            arch = t["arch"]
+            text = ", ".join(f"{k}={v}" for k, v in arch.items()) if isinstance(arch, dict) else "-"
+            trials.add_row(str(t["trial"]), _num(t["value"]), _num(t["best"]),
+                           str(t["parameters"]) if t["parameters"] is not None else "-", _duration(t["seconds"]),
+                           text)
+        parts.append(trials)
     if state.best_genome is not None:
         genome = state.best_genome
         text = ", ".join(f"{k}={v}" for k, v in genome.items()) if isinstance(genome, dict) else json.dumps(genome)
@@ -338,9 +363,9 @@ def render(state: DashboardState, now: float | None = None) -> RenderableType:
     measured to the last event, so a replay renders the same text every time.
     """
     panels = [_header(state, now), _progress(state, now), _epochs(state)]
-    if state.weights or (state.strategy and not state.generations):
+    if state.weights or (state.strategy and not state.generations and not state.trials):
         panels.append(_weights(state))
-    if state.generations:
+    if state.generations or state.trials:
         panels.append(_population(state))
     return Group(*panels)
 
@@ -382,7 +407,7 @@ class LiveDashboard:
 
 
 class PlainProgress:
-    """An event sink for logs and pipes: one plain line per run start, epoch, generation and run end."""
+    """An event sink for logs and pipes: one plain line per run start, epoch, trial, generation and run end."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
@@ -403,17 +428,21 @@ class PlainProgress:
             epochs = f", {s.epochs} epochs" if s.epochs else ""
             return f"{s.command or 'run'} {what} on {s.data or '-'}{epochs}"
         if kind == "epoch":
-            best = f"{_num(s.best)}@{s.best_epoch}" if s.best is not None else "-"
+            best = _best(s.best, s.best_epoch)
             elapsed = ev.get("elapsed") if ev.get("elapsed") is not None else s.elapsed()
             return (f"epoch {ev.get('epoch')}/{s.epochs or '-'}  train {_num(ev.get('train_loss'), 3)}  "
                     f"valid {_num(ev.get('valid_loss'), 3)}  {s.metric} {_num(ev.get('value'))}  best {best}  "
                     f"rho {_num(ev.get('missing_rate'), 2)}  {_duration(elapsed)}")
+        if kind == "trial":
+            t = s.trials[-1]
+            return (f"trial {t['trial']}  {s.metric} {_num(t['value'])}  best {_num(t['best'])}  "
+                    f"params {t['parameters'] if t['parameters'] is not None else '-'}  {_duration(t['seconds'])}")
         if kind == "generation":
             g = s.generations[-1]
             return (f"generation {g['generation']}/{g['generations'] or '-'}  best {_num(g['best'])}  "
                     f"mean {_num(g['mean'])}  diversity {_num(g['diversity'], 3)}")
         if kind == "run_end":
-            best = f"  best {s.metric} {_num(s.best)}@{s.best_epoch}" if s.best is not None else ""
+            best = f"  best {s.metric} {_best(s.best, s.best_epoch)}" if s.best is not None else ""
             message = f"  {s.message}" if s.message else ""
             return f"run {s.status}{best}  {_duration(s.elapsed())}{message}"
         return ""
@@ -456,7 +485,10 @@ def follow(path: str | Path, console: Console | None = None, poll: float = 0.5, 
     if not events_path.is_file():
         raise NasmercError(f"{str(path)!r} has no events.jsonl: expected a run folder with events.jsonl "
                            "(written by nasmerc train/search), or the events file itself")
-    console = console if console is not None else Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a pipe or a file: 80 columns would fold every table
+            console = Console(width=120)
     state, lock = DashboardState(), threading.Lock()
     deadline = None if timeout is None else time.monotonic() + timeout
     with open(events_path, encoding="utf-8") as fh:

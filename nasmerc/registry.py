@@ -72,5 +72,10 @@ def create_strategy(name: str, **kwargs: Any) -> Any:
 
 
 def create_dataset(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
-    """Load the dataset registered as ``name`` with ``--set`` style ``overrides``."""
+    """Load the dataset registered as ``name``, or a feature file spec (``FORMAT:VARIANT:PATH``,
+    ``VARIANT:PATH``, ``*.npz``, ``*.yaml``; see ``nasmerc.data.files``), with ``--set`` style ``overrides``."""
+    from nasmerc.data.files import is_file_spec, load_spec
+
+    if is_file_spec(name):
+        return load_spec(name, dict(overrides or {}))
     return _load("dataset", name)(dict(overrides or {}))

@@ -154,6 +154,39 @@ def test_population_panel() -> None:
     assert "population" not in screen(render(folded(search_events())))
 
 
+def trial_events() -> list[dict[str, Any]]:
+    """run_start of a random search, then two trials (the second the best)."""
+    return [dict(type="run_start", time=T0, command="search", space="toy", strategy="random", epochs=3,
+                 data="iemocap6", seed=0, metric="waf", higher_is_better=True),
+            dict(type="trial", time=T0 + 5, trial=1, arch={"op": "big", "pick": [0, 2]}, value=0.41, best=0.41,
+                 metric="waf", parameters=1234, seconds=5.0),
+            dict(type="trial", time=T0 + 9, trial=2, arch={"op": "skip", "pick": [1, 3]}, value=0.47, best=0.47,
+                 metric="waf", parameters=321, seconds=4.0)]
+
+
+def test_population_panel_shows_trials() -> None:
+    s = folded(trial_events())
+    assert [t["trial"] for t in s.trials] == [1, 2]
+    text = screen(render(s))
+    assert "population" in text and "choice weights" not in text
+    assert "0.4700" in text and "1234" in text and "op=skip, pick=[1, 3]" in text
+    assert "generation" not in text  # no generation table without generation events
+
+
+def test_plain_progress_trial_and_generation_lines() -> None:
+    stream = io.StringIO()
+    sink = PlainProgress(stream)
+    for ev in trial_events():
+        sink.emit(ev)
+    sink.emit(dict(type="generation", time=T0 + 10, generation=1, generations=4, best=0.47, mean=0.44,
+                   diversity=0.5, best_genome={"op": "skip"}))
+    assert stream.getvalue().splitlines()[1:] == [
+        "trial 1  waf 0.4100  best 0.4100  params 1234  5.0s",
+        "trial 2  waf 0.4700  best 0.4700  params 321  4.0s",
+        "generation 1/4  best 0.4700  mean 0.4400  diversity 0.500",
+    ]
+
+
 @pytest.mark.parametrize("width", [100, 160])
 def test_render_fits_the_width(width: int) -> None:
     text = screen(render(folded(search_events())), width=width)

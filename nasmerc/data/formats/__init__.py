@@ -1,0 +1,171 @@
+"""Readers of the feature files the MERC / MSA community shares, one module per format.
+
+Each format module has ``load(path, variant, options) -> ConversationDataset``. They share what is
+here: :class:`FileOptions` (the ``--set data.KEY=VALUE`` options), the checks every conversation
+passes (lengths that agree, finite features, a non-empty conversation) and :func:`assemble`, which
+carves the validation split from the training split when the file has none and validates the whole
+dataset with the file named in every error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from nasmerc.config import to_plain
+from nasmerc.data.conversation import Conversation, ConversationDataset, DataSignature, carve_validation
+from nasmerc.errors import NasmercError
+
+FORMATS = ("mmsa", "dialoguegcn", "gcnet", "plain")
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """Options of every file format; a format ignores the ones that do not concern it.
+
+    ``valid_fraction`` and ``seed`` carve the validation split when the file has none.
+    ``nan_to_zero`` replaces NaN / inf features by 0 instead of refusing them. ``level`` is the MMSA
+    reading (``utterance``: one sample of frames per clip; ``dialogue``: clips grouped by video).
+    ``frames`` is the common frame count of unaligned MMSA utterance samples (0: the text length).
+    ``fold`` picks a leave-one-session-out IEMOCAP fold of a GCNet file (1-5; 0: the file's split).
+    ``features`` is the GCNet feature root (default: ``features`` beside the label pickle) and
+    ``folders`` maps each modality to its sub-folder. ``classes`` renames the classes.
+    """
+
+    valid_fraction: float = 0.1
+    seed: int = 0
+    nan_to_zero: bool = False
+    level: str = ""
+    frames: int = 0
+    fold: int = 0
+    features: str = ""
+    folders: dict[str, str] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+
+
+def fail(path: Path | str, split: str | None, key: str, expected: str, found: Any) -> NasmercError:
+    """The one-line error: file, split, key, what was expected and what was found."""
+    where = f"{path}: " + (f"split {split!r}, " if split else "")
+    return NasmercError(f"{where}{key}: expected {expected}, found {found}")
+
+
+def describe(x: Any) -> str:
+    """A short description of a value for an error message."""
+    if isinstance(x, np.ndarray):
+        return f"array of shape {tuple(x.shape)}"
+    if isinstance(x, (list, tuple)):
+        return f"{type(x).__name__} of {len(x)} items"
+    if isinstance(x, dict):
+        return f"dict with keys {sorted(map(str, x))[:8]}"
+    return type(x).__name__
+
+
+def need_keys(obj: Any, keys: Sequence[str], path: Path, split: str | None, what: str) -> None:
+    if not isinstance(obj, Mapping):
+        raise fail(path, split, what, f"a dict with keys {list(keys)}", describe(obj))
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise fail(path, split, f"key {missing[0]!r}", f"{what} with keys {list(keys)}",
+                   f"keys {sorted(map(str, obj))}")
+
+
+def unpack(data: Any, names: Sequence[str], path: Path) -> dict[str, Any]:
+    """A pickled tuple as a dict of its named elements; the wrong length is a named error."""
+    if not isinstance(data, (tuple, list)) or len(data) != len(names):
+        n = len(data) if isinstance(data, (tuple, list)) else describe(data)
+        raise fail(path, None, "top-level tuple", f"{len(names)} elements ({', '.join(names)})", n)
+    return dict(zip(names, data))
+
+
+def as_matrix(x: Any, path: Path, split: str, key: str) -> np.ndarray:
+    """Per-utterance vectors (an array or a list of vectors) as a float32 ``[L, D]`` array."""
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise fail(path, split, key, "per-utterance vectors of one dimension", describe(x)) from None
+    if arr.size == 0 and arr.ndim < 2:
+        return arr.reshape(0, 0)  # no utterance: reported as an empty conversation
+    if arr.ndim != 2:
+        raise fail(path, split, key, "shape [utterances, dim]", f"shape {tuple(arr.shape)}")
+    return arr
+
+
+def speaker_ids(values: Any, path: Path, split: str, key: str) -> np.ndarray:
+    """Speaker ids from 'M'/'F' letters (M 0, F 1), one-hot vectors (argmax), integers or names.
+
+    Other names are numbered in order of first appearance within the conversation.
+    """
+    if isinstance(values, np.ndarray) and values.ndim == 2 or (
+        isinstance(values, (list, tuple)) and values and isinstance(values[0], (list, tuple, np.ndarray))
+    ):
+        arr = np.asarray(values, dtype=np.float32)
+        if arr.ndim != 2:
+            raise fail(path, split, key, "one-hot speaker vectors", f"shape {tuple(arr.shape)}")
+        return arr.argmax(axis=1).astype(np.int64)
+    items = list(np.asarray(values).ravel().tolist()) if isinstance(values, np.ndarray) else list(values)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
+        return np.asarray(items, dtype=np.int64)
+    names = [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in items]
+    if set(names) <= {"M", "F"}:
+        return np.asarray([0 if n == "M" else 1 for n in names], dtype=np.int64)
+    order: dict[str, int] = {}
+    return np.asarray([order.setdefault(n, len(order)) for n in names], dtype=np.int64)
+
+
+def conversation(path: Path, split: str, cid: Any, features: dict[str, np.ndarray], speakers: np.ndarray,
+                 labels: np.ndarray, level: str, nan_to_zero: bool) -> Conversation:
+    """Check one conversation's lengths and values, and build it."""
+    at = f"conversation {str(cid)!r}"
+    n = int(speakers.shape[0]) if level == "dialogue" else next(iter(features.values())).shape[0]
+    if n == 0:
+        raise fail(path, split, at, "at least one utterance", "an empty conversation")
+    want = n if level == "dialogue" else 1
+    if labels.shape != (want,):
+        raise fail(path, split, f"{at}, labels", f"{want} label(s) (one per utterance)" if level == "dialogue"
+                   else "one label", f"{labels.size}")
+    if level == "dialogue" and speakers.shape != (n,):
+        raise fail(path, split, f"{at}, speakers", f"{n} speaker ids", f"{speakers.size}")
+    for m, x in features.items():
+        if x.shape[0] != n:
+            raise fail(path, split, f"{at}, modality {m!r}", f"{n} rows (as many as labels)", f"{x.shape[0]}")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            if not nan_to_zero:
+                raise fail(path, split, f"{at}, modality {m!r}", "finite features (or --set data.nan_to_zero=true)",
+                           f"{int(bad.sum())} NaN or inf values")
+            x[bad] = 0.0
+    if level == "utterance" and speakers.shape != (n,):
+        speakers = np.zeros(n, dtype=np.int64)
+    return Conversation(id=str(cid), features=features, speakers=speakers, labels=labels)
+
+
+def assemble(path: Path, fmt: str, variant: str, options: FileOptions, signature: DataSignature,
+             splits: dict[str, list[Conversation]], extra: Mapping[str, Any] | None = None) -> ConversationDataset:
+    """The dataset, with a validation split carved from train when the file has none, validated."""
+    splits = dict(splits)
+    carved = False
+    if not splits.get("valid"):
+        splits["train"], splits["valid"] = carve_validation(splits["train"], options.valid_fraction, options.seed)
+        carved = True
+    if options.classes:
+        if signature.task != "classification" or len(options.classes) != signature.n_classes:
+            raise fail(path, None, "option classes", f"{signature.n_classes} class names for {fmt}:{variant}",
+                       list(options.classes))
+        signature = DataSignature(signature.modalities, signature.dims, signature.task, signature.level,
+                                  tuple(options.classes), signature.n_speakers)
+    config = {"source": "file", "format": fmt, "variant": variant, "path": str(path),
+              "valid_carved": carved, **to_plain(options), **dict(extra or {})}
+    ds = ConversationDataset(name=f"{fmt}:{variant}", signature=signature, splits=splits, config=config)
+    try:
+        ds.validate()
+    except NasmercError as exc:
+        raise NasmercError(f"{path}: {exc}") from None
+    return ds
+
+
+def n_speakers(splits: Mapping[str, list[Conversation]], at_least: int = 1) -> int:
+    top = max((int(c.speakers.max()) for convs in splits.values() for c in convs if len(c)), default=0)
+    return max(at_least, top + 1)

@@ -1,0 +1,271 @@
+"""Population strategies (random, evolution, TPE) and their shared genome code, on a toy space here.
+
+The toy network over a :class:`~nasmerc.data.batch.Batch` asks, in order: a value choice ``width``,
+an op choice ``op`` (three small modules), an input choice ``pick`` (2 of 4 features: one stem per
+modality and their mean) and a float choice ``p`` (dropout). Candidates train one epoch on the tiny
+synthetic data of ``conftest.TINY``, single-threaded.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import TINY
+from nasmerc.data.batch import Batch
+from nasmerc.data.synthetic import load
+from nasmerc.events import Events, ListSink
+from nasmerc.nas.choices import ChoiceContext
+from nasmerc.nas.population import (CandidateTask, TrialLog, decode, encode, evaluate_candidate, evaluate_task,
+                                    genes, sample_arch, sample_genome, search_result)
+from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
+from nasmerc.train.trainer import TrainConfig
+from strategies.evolution import Evolution, EvolutionConfig, crossover, diversity, mutate
+from strategies.random import RandomConfig, RandomSearch
+from strategies.tpe import STUDY_FILE, TPE, TPEConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TRAIN = TrainConfig(epochs=1, batch_size=4, valid_rates=(0.0,))
+
+
+@dataclass
+class ToyConfig:
+    pass
+
+
+class ToyNet(nn.Module):
+    def __init__(self, space: "ToySpace", ctx: ChoiceContext) -> None:
+        super().__init__()
+        sig = space.signature
+        width = ctx.value("width", [4, 8])
+        self.modalities = sig.modalities
+        self.stems = nn.ModuleDict({m: nn.Linear(sig.dims[m], width) for m in sig.modalities})
+        self.op = ctx.op("op", {"small": lambda: nn.Linear(width, width), "relu": nn.ReLU, "skip": nn.Identity})
+        self.pick = ctx.inputs("pick", 4, 2, names=(*sig.modalities, "mean"))
+        self.drop = nn.Dropout(ctx.float("p", 0.0, 0.5))
+        self.regression = sig.task == "regression"
+        self.head = nn.Linear(width, 1 if self.regression else sig.n_classes)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        feats = [self.stems[m](batch.features[m]) for m in self.modalities]
+        feats.append(torch.stack(feats).mean(0))
+        out = self.head(self.drop(self.op(self.pick(feats))))
+        return ModelOutput(out.squeeze(-1) if self.regression else out)
+
+
+class ToySpace(SearchSpace):
+    name = "toy"
+    Config = ToyConfig
+    presets = {"default": ToyConfig}
+
+    def network(self, ctx: ChoiceContext) -> nn.Module:
+        return ToyNet(self, ctx)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return load("iemocap6", TINY)
+
+
+@pytest.fixture(scope="module")
+def regression():
+    return load("mosi", {**TINY, "dims.audio": 5})
+
+
+@pytest.fixture(scope="module")
+def space(dataset) -> ToySpace:
+    return ToySpace(dataset.signature)
+
+
+def context(space: SearchSpace, dataset: Any, run_dir: Path, seed: int = 0,
+            fixed: dict[str, Any] | None = None) -> tuple[SearchContext, ListSink]:
+    sink = ListSink()
+    return SearchContext(space=space, dataset=dataset, train=TRAIN, device=torch.device("cpu"), seed=seed,
+                         events=Events([sink]), run_dir=run_dir, fixed=fixed or {}), sink
+
+
+def of_type(sink: ListSink, kind: str) -> list[dict[str, Any]]:
+    return [e for e in sink.events if e["type"] == kind]
+
+
+# -- genomes ---------------------------------------------------------------------------------------
+def test_gene_layout_and_round_trip(space: ToySpace) -> None:
+    specs = space.choices()
+    layout = genes(specs)
+    assert [(g.label, g.kind, g.size) for g in layout] == [
+        ("width", "categorical", 2), ("op", "categorical", 3), ("pick", "categorical", 4),
+        ("pick", "categorical", 4), ("p", "float", 0)]
+    arch = {"width": 8, "op": "relu", "pick": [1, 3], "p": 0.125}
+    genome = encode(arch, specs)
+    assert genome == [1, 1, 1, 3, 0.125]
+    assert decode(genome, specs) == arch
+    assert decode([0, 2, 3, 0, 0.5], specs) == {"width": 4, "op": "skip", "pick": [0, 3], "p": 0.5}
+
+
+def test_fixed_labels_are_not_genes(space: ToySpace) -> None:
+    fixed = {"width": 8, "p": 0.25}
+    specs = space.choices(fixed)
+    assert [g.label for g in genes(specs, fixed)] == ["op", "pick", "pick"]
+    arch = {"width": 8, "op": "small", "pick": [0, 2], "p": 0.25}
+    assert encode(arch, specs, fixed) == [0, 0, 2]
+    assert decode([0, 0, 2], specs, fixed) == arch
+    for seed in range(5):
+        sampled = sample_arch(specs, np.random.default_rng(seed), fixed)
+        assert sampled["width"] == 8 and sampled["p"] == 0.25
+
+
+def test_sampled_architectures_are_valid(space: ToySpace) -> None:
+    specs = space.choices()
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        arch = sample_arch(specs, rng)
+        assert space.canonical(arch) == arch
+        seen.add((arch["width"], arch["op"], tuple(arch["pick"])))
+    assert len(seen) > 10
+    assert sample_arch(specs, np.random.default_rng(3)) == sample_arch(specs, np.random.default_rng(3))
+
+
+def test_crossover_blends_floats_and_keeps_inputs_distinct(space: ToySpace) -> None:
+    specs = space.choices()
+    layout = genes(specs)
+    rng = np.random.default_rng(1)
+    for seed in range(30):
+        a, b = sample_genome(layout, rng), sample_genome(layout, rng)
+        c, d = crossover(list(a), list(b), layout, random.Random(seed))
+        alpha = random.Random(seed).random()  # the first draw of a crossover is its alpha
+        assert c[4] == pytest.approx(alpha * a[4] + (1 - alpha) * b[4])
+        assert d[4] == pytest.approx((1 - alpha) * a[4] + alpha * b[4])
+        for child in (c, d):
+            assert space.canonical(decode(child, specs)) == decode(child, specs)
+            assert child[2] != child[3]
+        for p in range(4):  # categorical genes come from one parent or the other, swapped in pairs
+            assert {c[p], d[p]} == {a[p], b[p]}
+        assert (c[2], c[3]) in ((a[2], a[3]), (b[2], b[3]))
+
+
+def test_mutation_keeps_genomes_valid(space: ToySpace) -> None:
+    specs = space.choices()
+    layout = genes(specs)
+    rng, prng = np.random.default_rng(2), random.Random(2)
+    changed = 0
+    for _ in range(50):
+        genome = sample_genome(layout, rng)
+        mutant = mutate(list(genome), layout, prob=0.8, sigma=0.5, rng=prng)
+        arch = decode(mutant, specs)
+        assert space.canonical(arch) == arch and 0.0 <= mutant[4] <= 0.5
+        changed += mutant != genome
+    assert changed > 40
+    genome = sample_genome(layout, rng)
+    assert mutate(list(genome), layout, prob=0.0, sigma=0.5, rng=prng) == genome
+    assert diversity([genome, genome], layout) == 0.0
+    assert 0.0 < diversity([sample_genome(layout, rng) for _ in range(6)], layout) <= 1.0
+
+
+# -- candidates -------------------------------------------------------------------------------------
+def test_evaluate_candidate_is_silent_and_seeded(space: ToySpace, dataset) -> None:
+    arch = {"width": 4, "op": "skip", "pick": [0, 3], "p": 0.1}
+    a = evaluate_candidate(space, dataset, TRAIN, arch, 1, "cpu", seed=3)
+    b = evaluate_task(CandidateTask(space, dataset, TRAIN, arch, 1, "cpu", 3))
+    assert a.value == b.value and a.metrics == b.metrics and 0.0 <= a.value <= 1.0
+    assert a.parameters == sum(p.numel() for p in space.build(arch).parameters())
+    sink = ListSink()
+    log = TrialLog("waf", Events([sink]))
+    log.add(arch, a)
+    result = search_result(space, {}, log)
+    assert [e["type"] for e in sink.events] == ["trial"]
+    assert result.supernet_parameters == a.parameters  # no supernet with width / p unresolved
+    fixed = {"width": 4, "p": 0.1}
+    assert search_result(space, fixed, log).supernet_parameters > a.parameters
+
+
+# -- strategies --------------------------------------------------------------------------------------
+STRATEGIES = {
+    "random": lambda: RandomSearch(RandomConfig(trials=3, candidate_epochs=1)),
+    "evolution": lambda: Evolution(EvolutionConfig(population=4, generations=2, candidate_epochs=1, tournament=2,
+                                                   cx_prob=0.9, mut_prob=0.3)),
+    "tpe": lambda: TPE(TPEConfig(trials=4, candidate_epochs=1, startup_trials=2)),
+}
+
+
+def run(name: str, space: SearchSpace, dataset: Any, run_dir: Path, seed: int = 0,
+        strategy: Strategy | None = None) -> tuple[SearchResult, ListSink]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx, sink = context(space, dataset, run_dir, seed)
+    return (strategy or STRATEGIES[name]()).search(ctx), sink
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_search_finds_a_buildable_arch_reproducibly(name: str, space: ToySpace, dataset, tmp_path: Path) -> None:
+    result, sink = run(name, space, dataset, tmp_path / "a")
+    assert space.canonical(result.arch) == result.arch
+    space.build(result.arch)
+    trials = of_type(sink, "trial")
+    assert trials and [t["trial"] for t in trials] == list(range(1, len(trials) + 1))
+    assert result.metric == "waf" and result.best_value == max(t["value"] for t in trials)
+    assert all(t["best"] == max(u["value"] for u in trials[: i + 1]) for i, t in enumerate(trials))
+    assert result.derived_parameters == sum(p.numel() for p in space.build(result.arch).parameters())
+    assert result.supernet_parameters == max(t["parameters"] for t in trials)
+    assert len(result.extra["trials"]) == len(trials)
+    again, _ = run(name, space, dataset, tmp_path / "b")
+    assert (again.arch, again.best_value, again.best_epoch) == (result.arch, result.best_value, result.best_epoch)
+    assert [t["arch"] for t in again.extra["trials"]] == [t["arch"] for t in result.extra["trials"]]
+    if name == "evolution":
+        gens = of_type(sink, "generation")
+        assert [g["generation"] for g in gens] == [1, 2] and gens[-1]["generations"] == 2
+        assert gens[-1]["best"] == result.best_value and gens[-1]["best_genome"] == result.arch
+        assert all(0.0 <= g["diversity"] <= 1.0 for g in gens)
+        assert len(result.extra["logbook"]) == 2
+    if name == "random":
+        assert len(trials) == 3 and result.best_epoch == result.extra["best_trial"]
+
+
+def test_tpe_writes_its_study(space: ToySpace, dataset, tmp_path: Path) -> None:
+    import optuna
+
+    result, _ = run("tpe", space, dataset, tmp_path)
+    assert (tmp_path / STUDY_FILE).is_file()
+    study = optuna.load_study(study_name="nasmerc", storage=f"sqlite:///{tmp_path / STUDY_FILE}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4 and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.best_value == result.best_value
+    assert set(study.best_params) == {"width", "op", "pick#0", "pick#1", "p"}
+
+
+def test_evolution_map_switch(space: ToySpace, dataset, tmp_path: Path) -> None:
+    """``workers=2`` runs fitness in a spawned process pool and finds what ``workers=1`` finds."""
+    cfg = EvolutionConfig(population=2, generations=1, candidate_epochs=1)
+    serial, _ = run("evolution", space, dataset, tmp_path / "1", strategy=Evolution(cfg))
+    pooled, _ = run("evolution", space, dataset, tmp_path / "2",
+                    strategy=Evolution(EvolutionConfig(**{**cfg.__dict__, "workers": 2})))
+    assert (pooled.arch, pooled.best_value) == (serial.arch, serial.best_value)
+    assert [t["value"] for t in pooled.extra["trials"]] == [t["value"] for t in serial.extra["trials"]]
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_minimises_mae_on_regression(name: str, regression, tmp_path: Path) -> None:
+    space = ToySpace(regression.signature)
+    result, sink = run(name, space, regression, tmp_path)
+    trials = of_type(sink, "trial")
+    assert result.metric == "mae" and result.best_value == min(t["value"] for t in trials)
+    assert trials[-1]["best"] == result.best_value
+    if name == "tpe":
+        import optuna
+        study = optuna.load_study(study_name="nasmerc", storage=f"sqlite:///{tmp_path / STUDY_FILE}")
+        assert study.direction == optuna.study.StudyDirection.MINIMIZE
+
+
+def test_fixed_choices_stay_fixed(space: ToySpace, dataset, tmp_path: Path) -> None:
+    ctx, sink = context(space, dataset, tmp_path, fixed={"width": 8, "p": 0.0})
+    result = RandomSearch(RandomConfig(trials=2, candidate_epochs=1)).search(ctx)
+    assert all(t["arch"]["width"] == 8 and t["arch"]["p"] == 0.0 for t in of_type(sink, "trial"))
+    assert result.supernet_parameters > result.derived_parameters  # the supernet can be built now
