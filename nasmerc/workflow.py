@@ -87,6 +87,7 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     if train_cfg.epochs < 1:
         raise NasmercError(f"--epochs {train_cfg.epochs}: expected at least 1")
     space_obj.check_fixed(fixed)
+    strategy_obj.check(space_obj, fixed)
 
     run_dir = new_run_dir(out, f"{space_name}-{strategy_name}")
     resolved = {

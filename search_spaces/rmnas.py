@@ -39,10 +39,9 @@ not have are config options, off by default: ``speaker_embedding`` and ``mask_mi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +50,9 @@ from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules import FUSION_OPS, TOKEN_MIXERS, LSTEncoder, MetaFormerBlock
-from nasmerc.nas.choices import ChoiceContext, ChosenInputs
+from nasmerc.modules.bmnas import BMNASFusion, FusionCell, FusionStep  # noqa: F401  (the fusion blocks, shared with bmnas)
+from nasmerc.modules.positional import sinusoidal_positions
+from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import ModelOutput, SearchSpace
 from nasmerc.train.losses import task_loss
 
@@ -137,16 +138,6 @@ def check_config(cfg: RMNASConfig, signature: DataSignature) -> None:
         raise NasmercError(f"{where}: a classification signature needs classes, got none")
 
 
-def sinusoidal_positions(n: int, dim: int, like: Tensor) -> Tensor:
-    """The Transformer's sinusoidal ``PE`` ``[n, dim]`` (eq. 1; the paper does not say which PE)."""
-    pos = torch.arange(n, device=like.device, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2, device=like.device, dtype=torch.float32) * (-math.log(1e4) / dim))
-    pe = torch.zeros(n, dim, device=like.device)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
-    return pe.to(like.dtype)
-
-
 class ModalityBranch(nn.Module):
     """One unimodal branch: eqs. 1-2, the LST of Algorithm 1 and a stack of RMNAS blocks (eqs. 4-6).
 
@@ -194,96 +185,6 @@ class ModalityBranch(nn.Module):
     def predict(self, last: Tensor) -> Tensor:
         """The unimodal head on the last block's tokens: ``[B, N+1, n_outputs]``."""
         return self.head(last)
-
-
-class FusionStep(nn.Module):
-    """A BM-NAS cell-step: two inputs chosen among the cell's states, fused by one op of ``O_s``."""
-
-    def __init__(self, label: str, n_states: int, cfg: RMNASConfig, ctx: ChoiceContext) -> None:
-        super().__init__()
-        names = ["input0", "input1"] + [f"step{s}" for s in range(n_states - 2)]
-        self.x = ctx.inputs(f"{label}.x", n_states, 1, names=names)
-        self.y = ctx.inputs(f"{label}.y", n_states, 1, names=names)
-        self.op = ctx.op(f"{label}.op", {name: partial(FUSION_OPS[name], cfg.fusion_dim) for name in cfg.fusion_ops})
-
-    def forward(self, states: Sequence[Tensor], mask: Tensor) -> Tensor:
-        """``op(x, y, mask)`` on the two chosen states, ``[B, N+1, fusion_dim]``."""
-        return self.op(self.x(states), self.y(states), mask)
-
-
-class FusionCell(nn.Module):
-    """A BM-NAS cell: two chosen inputs, ``n_steps`` steps, output from all steps plus a skip.
-
-    As in BM-NAS's cell: ``out = LN(merge([s_0; ...; s_{n-1}]) + x)`` with ``x`` the first input and
-    ``merge = Dropout(ReLU(Linear(n_steps C -> C)))`` (BM-NAS: 1x1 conv + BatchNorm + ReLU; no
-    BatchNorm here, see the module docstring); with one step, ``merge`` is the identity. The paper's
-    "each Cell initially receives the input duplicated as two copies" is BM-NAS searching with one
-    mixed input fed twice; a strategy may do that through the two input choices, which a fixed
-    architecture may also set to the same candidate.
-    """
-
-    def __init__(self, index: int, candidate_names: Sequence[str], cfg: RMNASConfig, ctx: ChoiceContext) -> None:
-        super().__init__()
-        dim = cfg.fusion_dim
-        n_candidates = len(candidate_names)
-        self.inputs = nn.ModuleList(ctx.inputs(f"cell{index}.input{k}", n_candidates, 1, names=candidate_names)
-                                    for k in range(2))
-        self.steps = nn.ModuleList(FusionStep(f"cell{index}.step{s}", 2 + s, cfg, ctx) for s in range(cfg.n_steps))
-        self.merge = (nn.Sequential(nn.Linear(cfg.n_steps * dim, dim), nn.ReLU(), nn.Dropout(cfg.dropout))
-                      if cfg.n_steps > 1 else nn.Identity())
-        self.norm = nn.LayerNorm(dim)
-
-    def chosen(self, n_candidates: int) -> set[int]:
-        """The candidate indices this cell reads: all of them for a supernet."""
-        used: set[int] = set()
-        for sel in self.inputs:
-            used |= set(sel.indices) if isinstance(sel, ChosenInputs) else set(range(n_candidates))
-        return used
-
-    def forward(self, candidates: Sequence[Tensor | None], mask: Tensor) -> Tensor:
-        states = [sel(candidates) for sel in self.inputs]
-        for step in self.steps:
-            states.append(step(states, mask))
-        out = self.merge(torch.cat(states[2:], dim=-1))
-        return self.norm(out + states[0]) * mask.unsqueeze(-1).to(out.dtype)
-
-
-class BMNASFusion(nn.Module):
-    """Multi-level fusion (BM-NAS): candidate projections, cells, and the fused head.
-
-    Candidate projections are BM-NAS's reshape layers, ``ReLU(LN(Linear(hidden -> fusion_dim)))``
-    (BatchNorm replaced by LayerNorm), zeroed on tokens the branch did not mix. A fixed
-    architecture keeps only the projections of candidates some cell reads. The head reads the
-    concatenation of every cell's output through ``LN -> ReLU -> Dropout -> Linear`` as BM-NAS does.
-    """
-
-    def __init__(self, level_names: list[str], cfg: RMNASConfig, n_outputs: int, ctx: ChoiceContext) -> None:
-        super().__init__()
-        n_levels = len(level_names)
-        self.candidate_names = list(level_names) + [f"cell{c}" for c in range(cfg.n_cells)]
-        self.cells = nn.ModuleList(FusionCell(c, self.candidate_names[: n_levels + c], cfg, ctx)
-                                   for c in range(cfg.n_cells))
-        used = set().union(*(cell.chosen(n_levels + c) for c, cell in enumerate(self.cells)))
-        self.level_keys = [name.replace(".", "_") for name in level_names]
-        self.projections = nn.ModuleDict({
-            self.level_keys[k]: nn.Sequential(nn.Linear(cfg.hidden_dim, cfg.fusion_dim),
-                                              nn.LayerNorm(cfg.fusion_dim), nn.ReLU())
-            for k in range(n_levels) if k in used
-        })
-        width = cfg.n_cells * cfg.fusion_dim
-        self.head = nn.Sequential(nn.LayerNorm(width), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(width, n_outputs))
-
-    def forward(self, levels: Sequence[Tensor], level_masks: Sequence[Tensor], mask: Tensor) -> Tensor:
-        """Fused logits ``[B, N+1, n_outputs]`` from the block outputs and their token masks."""
-        candidates: list[Tensor | None] = []
-        for key, feat, keep in zip(self.level_keys, levels, level_masks):
-            proj = self.projections[key] if key in self.projections else None
-            candidates.append(proj(feat) * keep.unsqueeze(-1).to(feat.dtype) if proj is not None else None)
-        outs = []
-        for cell in self.cells:
-            outs.append(cell(candidates, mask))
-            candidates.append(outs[-1])
-        return self.head(torch.cat(outs, dim=-1))
 
 
 class RMNASNetwork(nn.Module):

@@ -31,7 +31,7 @@ from nasmerc.errors import NasmercError
 from nasmerc.io import write_torch
 from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules
 from nasmerc.nas.space import SearchSpace, count_parameters
-from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
+from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, inactive_labels, require_fixed_values
 from nasmerc.train.trainer import Trainer
 
 ALPHA_FILE = "alpha.pt"
@@ -96,14 +96,24 @@ class ArchWeights(nn.Module):
         return {self._labels[k]: a.detach().cpu().clone() for k, a in self.alpha.items()}
 
 
-def derive(alpha: Mapping[str, torch.Tensor], specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any]) -> dict[str, Any]:
-    """The discrete architecture: argmax per op choice (``zero`` passed over), top-k per input choice."""
+def derive(alpha: Mapping[str, torch.Tensor], specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any],
+           inactive: Sequence[str] = ()) -> dict[str, Any]:
+    """The discrete architecture: argmax per op choice (``zero`` passed over), top-k per input choice.
+
+    ``inactive`` names choices the space asks but the supernet does not contain (their value has no
+    effect on the model); they take their first candidate.
+    """
     arch: dict[str, Any] = {}
     for spec in specs:
         if spec.kind in ("value", "float"):
             arch[spec.label] = fixed[spec.label]
             continue
         if spec.label not in alpha:
+            if spec.label in inactive:
+                # asked by the space but not part of this supernet (e.g. a level beyond a fixed depth):
+                # it has no effect on the model, so its first candidate stands in
+                arch[spec.label] = spec.candidates[0] if spec.kind == "op" else list(range(spec.n_chosen))
+                continue
             raise NasmercError(f"{ALPHA_FILE}: no weights for choice {spec.label!r}; was it written by this space?")
         a = alpha[spec.label].float()
         if spec.kind == "op":
@@ -203,6 +213,9 @@ class Darts(Strategy):
     name = "darts"
     Config = DartsConfig
 
+    def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+        require_fixed_values(space, fixed)
+
     def search(self, ctx: SearchContext) -> SearchResult:
         cfg: DartsConfig = self.config
         if cfg.order not in (1, 2):
@@ -226,7 +239,7 @@ class Darts(Strategy):
 
         fit = trainer.fit(weight_part, ctx.dataset.split("valid"), hooks=[hook], on_best=on_best)
         specs = ctx.space.choices(ctx.fixed)
-        found = derive(torch.load(alpha_path, weights_only=True), specs, ctx.fixed)
+        found = derive(torch.load(alpha_path, weights_only=True), specs, ctx.fixed, inactive_labels(ctx.space, ctx.fixed))
         return SearchResult(
             arch=found,
             metric=trainer.metric,
@@ -243,4 +256,4 @@ class Darts(Strategy):
         if not path.exists():
             raise NasmercError(f"{path}: no architecture weights in this run folder (expected {ALPHA_FILE} "
                                "written by a DARTS search)")
-        return derive(torch.load(path, weights_only=True), space.choices(fixed), fixed)
+        return derive(torch.load(path, weights_only=True), space.choices(fixed), fixed, inactive_labels(space, fixed))

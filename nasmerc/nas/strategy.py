@@ -72,7 +72,29 @@ class Strategy(ABC):
     def search(self, ctx: SearchContext) -> SearchResult:
         """Run the search; emit events on ``ctx.events``; keep files in ``ctx.run_dir``."""
 
+    def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+        """Refuse a space this strategy cannot search, before any run folder exists (default: accept)."""
+
     def derive(self, space: SearchSpace, run_dir: Path, fixed: Mapping[str, Any]) -> dict[str, Any] | None:
         """The architecture, derived again from ``run_dir`` (``None``: use the saved ``arch.yaml``)."""
         return None
 
+
+
+def require_fixed_values(space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+    """For supernet strategies: every value / float choice must be fixed (``--fix label=value``)."""
+    from nasmerc.nas.choices import UnresolvedChoice
+
+    for spec in space.choices(fixed):
+        if spec.kind in ("value", "float") and spec.label not in fixed:
+            raise UnresolvedChoice(spec)
+
+
+def inactive_labels(space: SearchSpace, fixed: Mapping[str, Any]) -> list[str]:
+    """Op / input choices the space asks for but its supernet does not hold as modules (say, the
+    fusion of a level beyond a fixed depth): they have no effect, so a derived architecture gives
+    them their first candidate."""
+    from nasmerc.nas.choices import choice_modules
+
+    present = {c.label for c in choice_modules(space.supernet(fixed))}
+    return [s.label for s in space.choices(fixed) if s.kind in ("op", "input") and s.label not in present]

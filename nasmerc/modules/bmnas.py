@@ -1,0 +1,135 @@
+"""BM-NAS fusion blocks (Yin et al. 2022), shared by the spaces that search a BM-NAS fusion.
+
+- :class:`FusionStep`: a cell-step, two inputs chosen among the cell's states fused by one op of
+  ``O_s`` (labels ``{cell}.step{s}.x``, ``.y``, ``.op``);
+- :class:`FusionCell`: two inputs chosen among the fusion candidates (``cell{c}.input0/1``),
+  ``n_steps`` steps, output from all steps plus a skip;
+- :class:`BMNASFusion`: candidate projections, ``n_cells`` cells and the fused head.
+
+RMNAS (``search_spaces/rmnas.py``) fuses its MetaFormer blocks' outputs with them, the ``bmnas``
+space (``search_spaces/bmnas.py``) fixed Transformer encoders' layer outputs. The blocks read their
+sizes from any config object with the fields of :class:`FusionConfig` (both spaces' config
+dataclasses have them). Our departures from BM-NAS (Linear instead of 1x1 conv, LayerNorm instead
+of BatchNorm, so that a token never depends on other tokens or padding) are documented where made.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nasmerc.modules.fusion_ops import FUSION_OPS
+from nasmerc.nas.choices import ChoiceContext, ChosenInputs
+
+__all__ = ["FusionConfig", "FusionStep", "FusionCell", "BMNASFusion"]
+
+
+class FusionConfig(Protocol):
+    """The config fields the fusion blocks read.
+
+    ``hidden_dim``: width of the features fed in (projected to ``fusion_dim``); ``n_cells``,
+    ``n_steps``, ``fusion_dim``, ``fusion_ops`` (names in :data:`FUSION_OPS`): the BM-NAS fusion and
+    its pool ``O_s``; ``dropout``: in the cells' merge and in the head.
+    """
+
+    hidden_dim: int
+    n_cells: int
+    n_steps: int
+    fusion_dim: int
+    fusion_ops: tuple[str, ...]
+    dropout: float
+
+
+class FusionStep(nn.Module):
+    """A BM-NAS cell-step: two inputs chosen among the cell's states, fused by one op of ``O_s``."""
+
+    def __init__(self, label: str, n_states: int, cfg: FusionConfig, ctx: ChoiceContext) -> None:
+        super().__init__()
+        names = ["input0", "input1"] + [f"step{s}" for s in range(n_states - 2)]
+        self.x = ctx.inputs(f"{label}.x", n_states, 1, names=names)
+        self.y = ctx.inputs(f"{label}.y", n_states, 1, names=names)
+        self.op = ctx.op(f"{label}.op", {name: partial(FUSION_OPS[name], cfg.fusion_dim) for name in cfg.fusion_ops})
+
+    def forward(self, states: Sequence[Tensor], mask: Tensor) -> Tensor:
+        """``op(x, y, mask)`` on the two chosen states, ``[B, N+1, fusion_dim]``."""
+        return self.op(self.x(states), self.y(states), mask)
+
+
+class FusionCell(nn.Module):
+    """A BM-NAS cell: two chosen inputs, ``n_steps`` steps, output from all steps plus a skip.
+
+    As in BM-NAS's cell: ``out = LN(merge([s_0; ...; s_{n-1}]) + x)`` with ``x`` the first input and
+    ``merge = Dropout(ReLU(Linear(n_steps C -> C)))`` (BM-NAS: 1x1 conv + BatchNorm + ReLU; no
+    BatchNorm here, see the module docstring); with one step, ``merge`` is the identity. The RMNAS
+    paper's "each Cell initially receives the input duplicated as two copies" is BM-NAS searching
+    with one mixed input fed twice; a strategy may do that through the two input choices, which a
+    fixed architecture may also set to the same candidate.
+    """
+
+    def __init__(self, index: int, candidate_names: Sequence[str], cfg: FusionConfig, ctx: ChoiceContext) -> None:
+        super().__init__()
+        dim = cfg.fusion_dim
+        n_candidates = len(candidate_names)
+        self.inputs = nn.ModuleList(ctx.inputs(f"cell{index}.input{k}", n_candidates, 1, names=candidate_names)
+                                    for k in range(2))
+        self.steps = nn.ModuleList(FusionStep(f"cell{index}.step{s}", 2 + s, cfg, ctx) for s in range(cfg.n_steps))
+        self.merge = (nn.Sequential(nn.Linear(cfg.n_steps * dim, dim), nn.ReLU(), nn.Dropout(cfg.dropout))
+                      if cfg.n_steps > 1 else nn.Identity())
+        self.norm = nn.LayerNorm(dim)
+
+    def chosen(self, n_candidates: int) -> set[int]:
+        """The candidate indices this cell reads: all of them for a supernet."""
+        used: set[int] = set()
+        for sel in self.inputs:
+            used |= set(sel.indices) if isinstance(sel, ChosenInputs) else set(range(n_candidates))
+        return used
+
+    def forward(self, candidates: Sequence[Tensor | None], mask: Tensor) -> Tensor:
+        states = [sel(candidates) for sel in self.inputs]
+        for step in self.steps:
+            states.append(step(states, mask))
+        out = self.merge(torch.cat(states[2:], dim=-1))
+        return self.norm(out + states[0]) * mask.unsqueeze(-1).to(out.dtype)
+
+
+class BMNASFusion(nn.Module):
+    """Multi-level fusion (BM-NAS): candidate projections, cells, and the fused head.
+
+    ``level_names`` name the unimodal features offered to the cells (``text.block0``, ...); cell
+    ``c`` chooses among them and the outputs of cells ``0 .. c-1`` (``candidate_names``).
+    Candidate projections are BM-NAS's reshape layers, ``ReLU(LN(Linear(hidden -> fusion_dim)))``
+    (BatchNorm replaced by LayerNorm), zeroed on tokens the branch did not mix. A fixed
+    architecture keeps only the projections of candidates some cell reads. The head reads the
+    concatenation of every cell's output through ``LN -> ReLU -> Dropout -> Linear`` as BM-NAS does.
+    """
+
+    def __init__(self, level_names: list[str], cfg: FusionConfig, n_outputs: int, ctx: ChoiceContext) -> None:
+        super().__init__()
+        n_levels = len(level_names)
+        self.candidate_names = list(level_names) + [f"cell{c}" for c in range(cfg.n_cells)]
+        self.cells = nn.ModuleList(FusionCell(c, self.candidate_names[: n_levels + c], cfg, ctx)
+                                   for c in range(cfg.n_cells))
+        used = set().union(*(cell.chosen(n_levels + c) for c, cell in enumerate(self.cells)))
+        self.level_keys = [name.replace(".", "_") for name in level_names]
+        self.projections = nn.ModuleDict({
+            self.level_keys[k]: nn.Sequential(nn.Linear(cfg.hidden_dim, cfg.fusion_dim),
+                                              nn.LayerNorm(cfg.fusion_dim), nn.ReLU())
+            for k in range(n_levels) if k in used
+        })
+        width = cfg.n_cells * cfg.fusion_dim
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(width, n_outputs))
+
+    def forward(self, levels: Sequence[Tensor], level_masks: Sequence[Tensor], mask: Tensor) -> Tensor:
+        """Fused logits ``[B, N+1, n_outputs]`` from the level features and their token masks."""
+        candidates: list[Tensor | None] = []
+        for key, feat, keep in zip(self.level_keys, levels, level_masks):
+            proj = self.projections[key] if key in self.projections else None
+            candidates.append(proj(feat) * keep.unsqueeze(-1).to(feat.dtype) if proj is not None else None)
+        outs = []
+        for cell in self.cells:
+            outs.append(cell(candidates, mask))
+            candidates.append(outs[-1])
+        return self.head(torch.cat(outs, dim=-1))
