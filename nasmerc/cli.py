@@ -88,6 +88,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     shortcuts = [f"strategy.{k}={getattr(args, k)}" for k in ("population", "generations", "trials", "workers")
                  if getattr(args, k) is not None]
+    if args.prune_below is not None:
+        shortcuts.append(f"strategy.prune_below={args.prune_below}")
     if args.nan_to_zero:
         shortcuts.append("data.nan_to_zero=true")
     run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nan-to-zero", action="store_true", help="zero NaN / inf features of a file instead of refusing it")
     for flag in ("population", "generations", "trials", "workers"):
         p.add_argument(f"--{flag}", type=int, default=None, help=f"strategy.{flag} (population strategies)")
+    p.add_argument("--prune-below", type=float, default=None, help="strategy.prune_below (router)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="derive the architecture of a search run again and write arch.yaml")
