@@ -26,21 +26,19 @@ does not count in ``m``'s unimodal loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules import FUSION_OPS
-from nasmerc.modules.bmnas import BMNASFusion
+from nasmerc.modules.bmnas import MultiLevelFusionNetwork
 from nasmerc.modules.positional import sinusoidal_positions
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
-from nasmerc.train.losses import task_loss
+from nasmerc.nas.space import SearchSpace
 
 __all__ = ["BMNASConfig", "BMNASSpace", "BMNASNetwork", "bmnas_default", "bmnas_paper"]
 
@@ -126,8 +124,8 @@ class TransformerBranch(nn.Module):
         )
         self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Dropout(cfg.dropout), nn.Linear(hidden, n_outputs))
 
-    def forward(self, x: Tensor, nodes: Tensor) -> list[Tensor]:
-        """``x`` ``[B, N, D_m]``, ``nodes`` ``[B, N]`` bool (the rows attended to)."""
+    def forward(self, x: Tensor, speakers: Tensor, nodes: Tensor) -> list[Tensor]:
+        """``x`` ``[B, N, D_m]``, ``nodes`` ``[B, N]`` bool (the rows attended to); ``speakers`` unused."""
         b, n, _ = x.shape
         h = self.embed(x)
         h = h + sinusoidal_positions(n, h.shape[-1], h)
@@ -143,70 +141,14 @@ class TransformerBranch(nn.Module):
         return self.head(last)
 
 
-class BMNASNetwork(nn.Module):
+class BMNASNetwork(MultiLevelFusionNetwork):
     """Fixed unimodal Transformer encoders plus the searched BM-NAS fusion (see module docstring)."""
 
     def __init__(self, signature: DataSignature, cfg: BMNASConfig, ctx: ChoiceContext) -> None:
-        super().__init__()
-        self.modalities = tuple(signature.modalities)
-        self.dims = {m: int(signature.dims[m]) for m in self.modalities}
-        self.task = signature.task
-        self.level = signature.level
-        self.mask_missing = cfg.mask_missing
-        self.unimodal_weight = cfg.unimodal_weight
-        n_out = signature.n_outputs
-        self.branches = nn.ModuleDict({m: TransformerBranch(self.dims[m], cfg, n_out) for m in self.modalities})
-        names = [f"{m}.layer{i}" for m in self.modalities for i in range(cfg.n_layers)]
-        self.fusion = BMNASFusion(names, cfg, n_out, ctx)
-
-    @property
-    def candidate_names(self) -> list[str]:
-        """What each fusion input index means: layer outputs, then cell outputs."""
-        return self.fusion.candidate_names
-
-    def _check(self, batch: Batch) -> None:
-        for m in self.modalities:
-            if m not in batch.features or m not in batch.modalities:
-                raise NasmercError(f"bmnas: the batch has no modality {m!r} (it has {list(batch.modalities)})")
-            if batch.features[m].shape[-1] != self.dims[m]:
-                raise NasmercError(f"bmnas: modality {m!r} has {batch.features[m].shape[-1]} features, "
-                                   f"expected {self.dims[m]} from the data signature")
-
-    def _readout(self, tokens: Tensor) -> Tensor:
-        out = tokens[:, 1:] if self.level == "dialogue" else tokens[:, 0]
-        return out.squeeze(-1) if self.task == "regression" else out
-
-    def _unimodal_loss(self, logits: Tensor, batch: Batch, nodes: Tensor) -> Tensor:
-        if not self.mask_missing:
-            return task_loss(logits, batch, self.task)
-        if self.level == "dialogue":
-            return task_loss(logits, replace(batch, mask=nodes), self.task) if nodes.any() else logits.sum() * 0.0
-        seen = nodes.any(dim=1)
-        if not seen.any():
-            return logits.sum() * 0.0
-        return task_loss(logits[seen], replace(batch, labels=batch.labels[seen]), self.task)
-
-    def forward(self, batch: Batch) -> ModelOutput:
-        self._check(batch)
-        real = batch.mask.bool()
-        ones = real.new_ones(real.shape[0], 1)
-        levels: list[Tensor] = []
-        level_masks: list[Tensor] = []
-        per_modality: dict[str, Tensor] = {}
-        aux: dict[str, Tensor] = {}
-        for m, branch in self.branches.items():
-            nodes = real
-            if self.mask_missing:
-                nodes = real & batch.present[..., batch.modalities.index(m)].bool()
-            outs = branch(batch.features[m], nodes)
-            per_modality[m] = self._readout(branch.predict(outs[-1]))
-            aux[f"unimodal_{m}"] = self._unimodal_loss(per_modality[m], batch, nodes)
-            levels.extend(outs)
-            level_masks.extend([torch.cat([ones, nodes], dim=1)] * len(outs))
-        fused = self.fusion(levels, level_masks, torch.cat([ones, real], dim=1))
-        return ModelOutput(logits=self._readout(fused), aux_losses=aux,
-                           aux_weights={name: self.unimodal_weight for name in aux},
-                           per_modality_logits=per_modality)
+        branches = {m: TransformerBranch(int(signature.dims[m]), cfg, signature.n_outputs)
+                    for m in signature.modalities}
+        names = [f"{m}.layer{i}" for m in signature.modalities for i in range(cfg.n_layers)]
+        super().__init__("bmnas", signature, cfg, branches, names, ctx)
 
 
 class BMNASSpace(SearchSpace):

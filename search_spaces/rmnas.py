@@ -39,22 +39,20 @@ not have are config options, off by default: ``speaker_embedding`` and ``mask_mi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules import FUSION_OPS, TOKEN_MIXERS, LSTEncoder, MetaFormerBlock
-from nasmerc.modules.bmnas import BMNASFusion, FusionCell, FusionStep  # noqa: F401  (the fusion blocks, shared with bmnas)
+from nasmerc.modules.bmnas import MultiLevelFusionNetwork
 from nasmerc.modules.positional import sinusoidal_positions
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
-from nasmerc.train.losses import task_loss
+from nasmerc.nas.space import SearchSpace
 
 __all__ = ["RMNASConfig", "RMNASSpace", "RMNASNetwork", "rmnas_default", "rmnas_paper"]
 
@@ -187,83 +185,19 @@ class ModalityBranch(nn.Module):
         return self.head(last)
 
 
-class RMNASNetwork(nn.Module):
+class RMNASNetwork(MultiLevelFusionNetwork):
     """The RMNAS model for one data signature: unimodal branches plus BM-NAS fusion (Figure 1).
 
-    ``forward(batch)`` returns a :class:`ModelOutput` with the fused logits, each unimodal branch's
-    logits in ``per_modality_logits`` and its task loss in ``aux_losses["unimodal_{m}"]``.
+    ``forward(batch)`` (from :class:`~nasmerc.modules.bmnas.MultiLevelFusionNetwork`) returns the
+    fused logits, each unimodal branch's logits in ``per_modality_logits`` and its task loss in
+    ``aux_losses["unimodal_{m}"]``.
     """
 
     def __init__(self, signature: DataSignature, cfg: RMNASConfig, ctx: ChoiceContext) -> None:
-        super().__init__()
-        self.modalities = tuple(signature.modalities)
-        self.dims = {m: int(signature.dims[m]) for m in self.modalities}
-        self.task = signature.task
-        self.level = signature.level
-        self.mask_missing = cfg.mask_missing
-        self.unimodal_weight = cfg.unimodal_weight
-        n_out = signature.n_outputs
-        self.branches = nn.ModuleDict({
-            m: ModalityBranch(m, self.dims[m], cfg, signature.n_speakers, n_out, ctx) for m in self.modalities
-        })
-        names = [f"{m}.block{i}" for m in self.modalities for i in range(cfg.n_blocks)]
-        self.fusion = BMNASFusion(names, cfg, n_out, ctx)
-
-    @property
-    def candidate_names(self) -> list[str]:
-        """What each fusion input index means: block outputs, then cell outputs."""
-        return self.fusion.candidate_names
-
-    def _check(self, batch: Batch) -> None:
-        for m in self.modalities:
-            if m not in batch.features or m not in batch.modalities:
-                raise NasmercError(f"rmnas: the batch has no modality {m!r} (it has {list(batch.modalities)})")
-            if batch.features[m].shape[-1] != self.dims[m]:
-                raise NasmercError(f"rmnas: modality {m!r} has {batch.features[m].shape[-1]} features, "
-                                   f"expected {self.dims[m]} from the data signature")
-
-    def _readout(self, tokens: Tensor) -> Tensor:
-        """Dialogue: every utterance (drop the global token); utterance level: the global token."""
-        out = tokens[:, 1:] if self.level == "dialogue" else tokens[:, 0]
-        return out.squeeze(-1) if self.task == "regression" else out
-
-    def _unimodal_loss(self, logits: Tensor, batch: Batch, nodes: Tensor) -> Tensor:
-        """The task loss of one branch; with ``mask_missing``, only over rows the modality is seen."""
-        if not self.mask_missing:
-            return task_loss(logits, batch, self.task)
-        if self.level == "dialogue":
-            if not nodes.any():
-                return logits.sum() * 0.0
-            return task_loss(logits, replace(batch, mask=nodes), self.task)
-        seen = nodes.any(dim=1)
-        if not seen.any():
-            return logits.sum() * 0.0
-        return task_loss(logits[seen], replace(batch, labels=batch.labels[seen]), self.task)
-
-    def forward(self, batch: Batch) -> ModelOutput:
-        self._check(batch)
-        real = batch.mask.bool()
-        ones = real.new_ones(real.shape[0], 1)
-        levels: list[Tensor] = []
-        level_masks: list[Tensor] = []
-        per_modality: dict[str, Tensor] = {}
-        aux: dict[str, Tensor] = {}
-        for m, branch in self.branches.items():
-            nodes = real
-            if self.mask_missing:
-                nodes = real & batch.present[..., batch.modalities.index(m)].bool()
-            outs = branch(batch.features[m], batch.speakers, nodes)
-            per_modality[m] = self._readout(branch.predict(outs[-1]))
-            aux[f"unimodal_{m}"] = self._unimodal_loss(per_modality[m], batch, nodes)
-            levels.extend(outs)
-            level_masks.extend([torch.cat([ones, nodes], dim=1)] * len(outs))
-        fused = self.fusion(levels, level_masks, torch.cat([ones, real], dim=1))
-        return ModelOutput(
-            logits=self._readout(fused),
-            aux_losses=aux,
-            aux_weights={name: self.unimodal_weight for name in aux},
-            per_modality_logits=per_modality,
-        )
+        branches = {m: ModalityBranch(m, int(signature.dims[m]), cfg, signature.n_speakers, signature.n_outputs, ctx)
+                    for m in signature.modalities}
+        names = [f"{m}.block{i}" for m in signature.modalities for i in range(cfg.n_blocks)]
+        super().__init__("rmnas", signature, cfg, branches, names, ctx)
 
 
 class RMNASSpace(SearchSpace):

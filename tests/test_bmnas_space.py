@@ -19,12 +19,12 @@ from nasmerc.data.batch import Batch, collate
 from nasmerc.data.conversation import Conversation
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
-from nasmerc.modules.bmnas import BMNASFusion
+from nasmerc.modules.bmnas import MultiLevelFusionNetwork
 from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules
 from nasmerc.nas.space import count_parameters
 from nasmerc.train.losses import task_loss
 from search_spaces import rmnas
-from search_spaces.bmnas import BMNASConfig, BMNASSpace, bmnas_paper
+from search_spaces.bmnas import BMNASConfig, BMNASNetwork, BMNASSpace, bmnas_paper
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,8 +85,9 @@ def test_choices_are_only_fusion_choices(dataset) -> None:
     assert by["cell1.step1.x"].candidates == ("input0", "input1", "step0")
 
 
-def test_shares_the_fusion_blocks_with_rmnas() -> None:
-    assert rmnas.BMNASFusion is BMNASFusion
+def test_shares_the_fusion_network_with_rmnas() -> None:
+    assert issubclass(rmnas.RMNASNetwork, MultiLevelFusionNetwork)
+    assert issubclass(BMNASNetwork, MultiLevelFusionNetwork)
     assert "class FusionCell" not in open(rmnas.__file__, encoding="utf-8").read()
 
 

@@ -21,7 +21,7 @@ POPULATION = {"random": {"trials": 2, "candidate_epochs": 1},
 @pytest.fixture(scope="module")
 def data():
     from nasmerc.data.synthetic import load
-    from tests.conftest import TINY
+    from conftest import TINY
 
     return load("iemocap6", {**TINY, "n_train": 4, "length_max": 8})
 

@@ -15,14 +15,20 @@ of BatchNorm, so that a token never depends on other tokens or padding) are docu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from nasmerc.data.batch import Batch
+from nasmerc.data.conversation import DataSignature
+from nasmerc.errors import NasmercError
 from nasmerc.modules.fusion_ops import FUSION_OPS
 from nasmerc.nas.choices import ChoiceContext, ChosenInputs
+from nasmerc.nas.space import ModelOutput
+from nasmerc.train.losses import task_loss
 
 __all__ = ["FusionConfig", "FusionStep", "FusionCell", "BMNASFusion"]
 
@@ -133,3 +139,85 @@ class BMNASFusion(nn.Module):
             outs.append(cell(candidates, mask))
             candidates.append(outs[-1])
         return self.head(torch.cat(outs, dim=-1))
+
+
+class MultiLevelFusionNetwork(nn.Module):
+    """Unimodal branches whose every layer output is a candidate of a searched BM-NAS fusion.
+
+    Shared by the ``rmnas`` and ``bmnas`` spaces, which differ only in their branches. A branch is
+    called as ``branch(x [B, N, D_m], speakers [B, N], nodes [B, N]) -> [B, N+1, hidden] per layer``
+    (global token at 0) and predicts with ``branch.predict(last_layer)``. ``forward(batch)`` returns
+    the fused logits, each branch's logits in ``per_modality_logits`` and its task loss in
+    ``aux_losses["unimodal_{m}"]`` ("each single-modal branch and the BM-NAS branch calculate the
+    loss", RMNAS). With ``mask_missing`` a missing utterance is not a node of its modality's branch
+    and that modality's unimodal loss counts only rows where it is present.
+    """
+
+    def __init__(self, space: str, signature: DataSignature, cfg: FusionConfig, branches: Mapping[str, nn.Module],
+                 level_names: list[str], ctx: ChoiceContext) -> None:
+        super().__init__()
+        self.space = space
+        self.modalities = tuple(signature.modalities)
+        self.dims = {m: int(signature.dims[m]) for m in self.modalities}
+        self.task = signature.task
+        self.level = signature.level
+        self.mask_missing = bool(getattr(cfg, "mask_missing", False))
+        self.unimodal_weight = float(getattr(cfg, "unimodal_weight", 1.0))
+        self.branches = nn.ModuleDict(dict(branches))
+        self.fusion = BMNASFusion(level_names, cfg, signature.n_outputs, ctx)
+
+    @property
+    def candidate_names(self) -> list[str]:
+        """What each fusion input index means: the branches' layer outputs, then cell outputs."""
+        return self.fusion.candidate_names
+
+    def _check(self, batch: Batch) -> None:
+        for m in self.modalities:
+            if m not in batch.features or m not in batch.modalities:
+                raise NasmercError(f"{self.space}: the batch has no modality {m!r} (it has {list(batch.modalities)})")
+            if batch.features[m].shape[-1] != self.dims[m]:
+                raise NasmercError(f"{self.space}: modality {m!r} has {batch.features[m].shape[-1]} features, "
+                                   f"expected {self.dims[m]} from the data signature")
+
+    def _readout(self, tokens: Tensor) -> Tensor:
+        """Dialogue: every utterance (drop the global token); utterance level: the global token."""
+        out = tokens[:, 1:] if self.level == "dialogue" else tokens[:, 0]
+        return out.squeeze(-1) if self.task == "regression" else out
+
+    def _unimodal_loss(self, logits: Tensor, batch: Batch, nodes: Tensor) -> Tensor:
+        """The task loss of one branch; with ``mask_missing``, only over rows the modality is seen."""
+        if not self.mask_missing:
+            return task_loss(logits, batch, self.task)
+        if self.level == "dialogue":
+            if not nodes.any():
+                return logits.sum() * 0.0
+            return task_loss(logits, replace(batch, mask=nodes), self.task)
+        seen = nodes.any(dim=1)
+        if not seen.any():
+            return logits.sum() * 0.0
+        return task_loss(logits[seen], replace(batch, labels=batch.labels[seen]), self.task)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        self._check(batch)
+        real = batch.mask.bool()
+        ones = real.new_ones(real.shape[0], 1)
+        levels: list[Tensor] = []
+        level_masks: list[Tensor] = []
+        per_modality: dict[str, Tensor] = {}
+        aux: dict[str, Tensor] = {}
+        for m, branch in self.branches.items():
+            nodes = real
+            if self.mask_missing:
+                nodes = real & batch.present[..., batch.modalities.index(m)].bool()
+            outs = branch(batch.features[m], batch.speakers, nodes)
+            per_modality[m] = self._readout(branch.predict(outs[-1]))
+            aux[f"unimodal_{m}"] = self._unimodal_loss(per_modality[m], batch, nodes)
+            levels.extend(outs)
+            level_masks.extend([torch.cat([ones, nodes], dim=1)] * len(outs))
+        fused = self.fusion(levels, level_masks, torch.cat([ones, real], dim=1))
+        return ModelOutput(
+            logits=self._readout(fused),
+            aux_losses=aux,
+            aux_weights={name: self.unimodal_weight for name in aux},
+            per_modality_logits=per_modality,
+        )
