@@ -90,6 +90,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                  if getattr(args, k) is not None]
     if args.prune_below is not None:
         shortcuts.append(f"strategy.prune_below={args.prune_below}")
+    for key in ("storage", "objectives"):
+        if getattr(args, key) is not None:
+            shortcuts.append(f"strategy.{key}={getattr(args, key)}")
     if args.nan_to_zero:
         shortcuts.append("data.nan_to_zero=true")
     run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
@@ -191,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("population", "generations", "trials", "workers"):
         p.add_argument(f"--{flag}", type=int, default=None, help=f"strategy.{flag} (population strategies)")
     p.add_argument("--prune-below", type=float, default=None, help="strategy.prune_below (router)")
+    p.add_argument("--storage", default=None, metavar="URL", help="strategy.storage: an Optuna database URL (tpe)")
+    p.add_argument("--objectives", default=None, metavar="metric,params",
+                   help="strategy.objectives: metric,params for a multi-objective NSGA-II study (tpe)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="derive the architecture of a search run again and write arch.yaml")

@@ -21,6 +21,7 @@ from torch import nn
 from conftest import TINY
 from nasmerc.data.batch import Batch
 from nasmerc.data.synthetic import load
+from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.population import (CandidateTask, TrialLog, decode, encode, evaluate_candidate, evaluate_task,
@@ -269,3 +270,135 @@ def test_fixed_choices_stay_fixed(space: ToySpace, dataset, tmp_path: Path) -> N
     result = RandomSearch(RandomConfig(trials=2, candidate_epochs=1)).search(ctx)
     assert all(t["arch"]["width"] == 8 and t["arch"]["p"] == 0.0 for t in of_type(sink, "trial"))
     assert result.supernet_parameters > result.derived_parameters  # the supernet can be built now
+
+
+# -- TPE: pruning, storage, objectives ----------------------------------------------------------------
+class _StubTrial:
+    def __init__(self, prune: bool) -> None:
+        self.prune, self.reports = prune, []
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((step, value))
+
+    def should_prune(self) -> bool:
+        return self.prune
+
+
+def test_prune_reporter_reports_and_prunes_before_the_last_epoch() -> None:
+    import optuna
+
+    from strategies.tpe import PruneReporter
+
+    keep = _StubTrial(prune=False)
+    reporter = PruneReporter(keep, epochs=3, metric="waf")
+    for epoch, value in enumerate([0.2, 0.5, 0.4]):
+        reporter(epoch, value)
+    assert keep.reports == [(0, 0.2), (1, 0.5), (2, 0.4)] and reporter.best == 0.5
+    stop = _StubTrial(prune=True)
+    with pytest.raises(optuna.TrialPruned):
+        PruneReporter(stop, epochs=3, metric="waf")(0, 0.1)
+    PruneReporter(_StubTrial(prune=True), epochs=1, metric="mae")(0, 0.3)  # the last epoch: nothing to stop
+
+
+def test_evaluate_candidate_on_epoch_can_stop_training(space: ToySpace, dataset) -> None:
+    arch = {"width": 4, "op": "skip", "pick": [0, 3], "p": 0.1}
+    seen = []
+
+    def stop(epoch: int, value: float) -> None:
+        seen.append((epoch, value))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_candidate(space, dataset, TRAIN, arch, 3, "cpu", seed=0, on_epoch=stop)
+    assert len(seen) == 1 and seen[0][0] == 0
+
+
+def test_tpe_prunes_trials(space: ToySpace, dataset, tmp_path: Path, monkeypatch) -> None:
+    """A pruner that prunes every trial but the first: pruned trials are PRUNED in the study, their
+    events say ``pruned: true`` and the result is the completed trial."""
+    import optuna
+
+    import strategies.tpe as tpe
+
+    class AllButFirst(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            return trial.number >= 1
+
+    made = []
+    monkeypatch.setattr(tpe, "make_pruner", lambda name, startup: made.append(name) or AllButFirst())
+    result, sink = run("tpe", space, dataset, tmp_path,
+                       strategy=TPE(TPEConfig(trials=3, candidate_epochs=2, startup_trials=1)))
+    assert made == ["median"]
+    study = optuna.load_study(study_name="nasmerc", storage=f"sqlite:///{tmp_path / STUDY_FILE}")
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] + [optuna.trial.TrialState.PRUNED] * 2
+    assert list(study.trials[1].intermediate_values) == [0]
+    assert len(study.trials[0].intermediate_values) == 2
+    trials = of_type(sink, "trial")
+    assert [t.get("pruned", False) for t in trials] == [False, True, True]
+    assert all(t["best"] == trials[0]["value"] for t in trials)
+    assert result.best_epoch == 1 and result.arch == trials[0]["arch"]
+
+
+def test_tpe_median_pruner_config() -> None:
+    import optuna
+
+    from strategies.tpe import make_pruner
+
+    pruner = make_pruner("median", 2)
+    assert isinstance(pruner, optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner("none", 2), optuna.pruners.NopPruner)
+    with pytest.raises(NasmercError, match="median, none"):
+        make_pruner("hyperband", 2)
+
+
+def test_tpe_custom_storage_and_existing_study(space: ToySpace, dataset, tmp_path: Path) -> None:
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    cfg = TPEConfig(trials=2, candidate_epochs=1, startup_trials=1, storage=url)
+    result, _ = run("tpe", space, dataset, tmp_path / "run", strategy=TPE(cfg))
+    assert not (tmp_path / "run" / STUDY_FILE).exists() and (tmp_path / "other.db").is_file()
+    study = optuna.load_study(study_name="nasmerc", storage=url)
+    assert len(study.trials) == 2 and study.best_value == result.best_value
+    assert result.extra["study"] == url
+    with pytest.raises(NasmercError, match="other.db"):
+        run("tpe", space, dataset, tmp_path / "run2", strategy=TPE(cfg))
+
+
+def test_tpe_multi_objective_pareto(space: ToySpace, dataset, tmp_path: Path) -> None:
+    import json
+
+    import optuna
+
+    from strategies.tpe import PARETO_FILE
+
+    cfg = TPEConfig(trials=5, candidate_epochs=1, objectives=("metric", "params"))
+    result, sink = run("tpe", space, dataset, tmp_path, strategy=TPE(cfg))
+    pareto = json.loads((tmp_path / PARETO_FILE).read_text())
+    front = pareto["front"]
+    assert pareto["objectives"] == ["metric", "params"] and front
+    for a in front:
+        for b in front:
+            dominates = (b["value"] >= a["value"] and b["parameters"] <= a["parameters"]
+                         and (b["value"] > a["value"] or b["parameters"] < a["parameters"]))
+            assert not dominates
+    trials = of_type(sink, "trial")
+    for a in front:  # nothing evaluated dominates a member either
+        assert not any(t["value"] >= a["value"] and t["parameters"] <= a["parameters"]
+                       and (t["value"] > a["value"] or t["parameters"] < a["parameters"]) for t in trials)
+    assert result.arch == front[0]["arch"] and result.best_value == max(m["value"] for m in front)
+    assert result.best_value == max(t["value"] for t in trials)
+    space.build(result.arch)
+    assert result.derived_parameters == front[0]["parameters"]
+    assert [m["trial"] for m in result.extra["pareto"]] == [m["trial"] for m in front]
+    study = optuna.load_study(study_name="nasmerc", storage=f"sqlite:///{tmp_path / STUDY_FILE}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+
+
+def test_tpe_refuses_bad_objectives(space: ToySpace, dataset, tmp_path: Path) -> None:
+    for objectives, pattern in ((("metric", "latency"), "'latency'.*metric, params"),
+                                (("params",), "metric"), (("metric", "metric"), "metric")):
+        with pytest.raises(NasmercError, match=pattern):
+            run("tpe", space, dataset, tmp_path, strategy=TPE(TPEConfig(trials=1, objectives=objectives)))
+    assert not (tmp_path / STUDY_FILE).exists()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ import torch
 from nasmerc import metrics
 from nasmerc.data.conversation import ConversationDataset
 from nasmerc.errors import NasmercError
-from nasmerc.events import Events
+from nasmerc.events import CallbackSink, Events
 from nasmerc.nas.choices import ChoiceSpec, UnresolvedChoice
 from nasmerc.nas.space import SearchSpace, count_parameters
 from nasmerc.nas.strategy import SearchResult
@@ -151,14 +151,22 @@ class CandidateResult:
 
 def evaluate_candidate(space: SearchSpace, dataset: ConversationDataset, train_cfg: TrainConfig,
                        arch: Mapping[str, Any], epochs: int, device: torch.device | str = "cpu",
-                       seed: int = 0) -> CandidateResult:
+                       seed: int = 0, on_epoch: Callable[[int, float], None] | None = None) -> CandidateResult:
     """Build ``space.build(arch)`` (after ``torch.manual_seed(seed)``), train it ``epochs`` epochs with a
-    silent event stream, and return the best validation value of the primary metric."""
+    silent event stream, and return the best validation value of the primary metric.
+
+    ``on_epoch(epoch, value)``, when given, is called after every epoch (``epoch`` 0-based, ``value``
+    that epoch's validation value of the primary metric); it may raise to stop the training (TPE's
+    pruning does), and the exception propagates to the caller."""
     start = time.time()
     torch.manual_seed(seed)
     model = space.build(arch)
     cfg = dataclasses.replace(train_cfg, epochs=epochs)
-    trainer = Trainer(model, dataset.signature, cfg, device=device, seed=seed, events=Events())
+    events = Events()
+    if on_epoch is not None:
+        events.add(CallbackSink(lambda e: on_epoch(int(e["epoch"]) - 1, float(e["value"]))
+                                if e["type"] == "epoch" else None))
+    trainer = Trainer(model, dataset.signature, cfg, device=device, seed=seed, events=events)
     fit = trainer.fit(dataset.split("train"), dataset.split("valid"))
     if not np.isfinite(fit.best_value):
         raise NasmercError(f"candidate {dict(arch)} gave no finite validation {trainer.metric}")
@@ -206,15 +214,19 @@ class TrialLog:
     def best(self) -> dict[str, Any] | None:
         return None if self.best_index is None else self.trials[self.best_index]
 
-    def add(self, arch: Mapping[str, Any], result: CandidateResult, **extra: Any) -> dict[str, Any]:
+    def add(self, arch: Mapping[str, Any], result: CandidateResult, *, eligible: bool = True,
+            **extra: Any) -> dict[str, Any]:
+        """Record one candidate; ``eligible=False`` (say, a pruned trial) records it without letting it be
+        the best (its event's ``best`` is ``None`` while no eligible trial is recorded)."""
         record = {"trial": len(self.trials) + 1, "arch": dict(arch), "value": result.value,
                   "metrics": result.metrics, "parameters": result.parameters, "seconds": result.seconds, **extra}
         self.trials.append(record)
         best = self.best
-        if metrics.is_better(self.metric, result.value, None if best is None else best["value"]):
+        if eligible and metrics.is_better(self.metric, result.value, None if best is None else best["value"]):
             self.best_index = len(self.trials) - 1
         self.events.emit("trial", trial=record["trial"], arch=record["arch"], value=result.value,
-                         best=self.trials[self.best_index]["value"], metric=self.metric,
+                         best=None if self.best_index is None else self.trials[self.best_index]["value"],
+                         metric=self.metric,
                          parameters=result.parameters, seconds=result.seconds, **extra)
         return record
 
