@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+
+from nasmerc.data.conversation import Conversation, DataSignature
 
 from nasmerc.data.synthetic import load
 
@@ -36,3 +39,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def random_conversations(sig: DataSignature, lengths: list[int], seed: int = 0) -> list[Conversation]:
+    """Random conversations of the given lengths for ``sig`` (labels per row, or one per sample)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, n in enumerate(lengths):
+        n_labels = n if sig.level == "dialogue" else 1
+        labels = (rng.integers(0, sig.n_classes, n_labels) if sig.task == "classification"
+                  else rng.uniform(-3, 3, n_labels).astype(np.float32))
+        out.append(Conversation(
+            id=f"c{i}",
+            features={m: rng.normal(size=(n, sig.dims[m])).astype(np.float32) for m in sig.modalities},
+            speakers=rng.integers(0, sig.n_speakers, n),
+            labels=labels,
+        ))
+    return out

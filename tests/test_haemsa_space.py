@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TINY
+from conftest import TINY, random_conversations
 from nasmerc.data.batch import Batch, collate
-from nasmerc.data.conversation import Conversation, DataSignature
+from nasmerc.data.conversation import DataSignature
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
@@ -44,16 +44,7 @@ def signature(task: str = "classification", level: str = "dialogue", classes: tu
                          classes if task == "classification" else (), n_speakers=2)
 
 
-def conversations(sig: DataSignature, lengths: list[int], seed: int = 0) -> list[Conversation]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i, n in enumerate(lengths):
-        n_labels = n if sig.level == "dialogue" else 1
-        labels = (rng.integers(0, sig.n_classes, n_labels) if sig.task == "classification"
-                  else rng.uniform(-3, 3, n_labels).astype(np.float32))
-        out.append(Conversation(f"c{i}", {m: rng.normal(size=(n, sig.dims[m])).astype(np.float32)
-                                          for m in sig.modalities}, rng.integers(0, 2, n), labels))
-    return out
+conversations = random_conversations
 
 
 def masked_batch(sig: DataSignature, seed: int = 0) -> Batch:

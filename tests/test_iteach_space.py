@@ -11,13 +11,13 @@ import random
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from conftest import random_conversations
 from nasmerc.data.batch import Batch, collate
-from nasmerc.data.conversation import Conversation, DataSignature
+from nasmerc.data.conversation import DataSignature
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.modules.ecce import ECCEncoder
@@ -47,17 +47,7 @@ def signature(task: str = "classification", level: str = "dialogue", modalities:
     return DataSignature(modalities, {m: DIMS[m] for m in modalities}, task, level, classes, n_speakers=2)
 
 
-def conversations(sig: DataSignature, lengths: list[int], seed: int = 0) -> list[Conversation]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i, n in enumerate(lengths):
-        n_labels = n if sig.level == "dialogue" else 1
-        labels = (rng.integers(0, sig.n_classes, n_labels) if sig.task == "classification"
-                  else rng.uniform(-3, 3, n_labels).astype(np.float32))
-        out.append(Conversation(id=f"c{i}", speakers=rng.integers(0, 2, n), labels=labels,
-                                features={m: rng.normal(size=(n, sig.dims[m])).astype(np.float32)
-                                          for m in sig.modalities}))
-    return out
+conversations = random_conversations
 
 
 def masked_batch(sig: DataSignature, lengths: list[int] = LENGTHS, seed: int = 0) -> Batch:
