@@ -53,10 +53,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from nasmerc.registry import list_datasets, list_search_spaces, list_strategies
+    from nasmerc.registry import list_datasets, list_plugins, list_search_spaces, list_strategies
 
     for title, names in (("search spaces", list_search_spaces()), ("strategies", list_strategies()),
-                         ("datasets", list_datasets())):
+                         ("datasets", list_datasets()), ("training plug-ins", list_plugins())):
         print(f"{title}: {', '.join(names) if names else '(none registered yet)'}")
     return 0
 
@@ -98,14 +98,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
         args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config,
         sets=[*args.set, *shortcuts],
-        fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, out=args.out, sinks=sinks))
+        fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, out=args.out,
+        plugins=args.plugin, sinks=sinks))
     summary = json.loads((run_dir / "search.json").read_text())
     print(f"search {summary['space']}/{summary['strategy']} on {summary['data']}: best valid {summary['metric']} "
           f"{summary['best_valid']:.4f} (epoch {summary['best_epoch']}), {summary['wall_seconds']:.0f}s; "
           f"supernet {summary['supernet_parameters']:,} parameters, derived {summary['derived_parameters']:,}")
     for label, choice in summary["arch_named"].items():
         print(f"  {label}: {choice}")
-    print(f"run folder: {run_dir}\nnext: nasmerc retrain {run_dir / 'arch.yaml'}")
+    if (run_dir / "model.pt").exists():
+        print(f"run folder: {run_dir} (model.pt: the trained model)\nnext: nasmerc evaluate {run_dir}")
+    else:
+        print(f"run folder: {run_dir}\nnext: nasmerc retrain {run_dir / 'arch.yaml'}")
     return 0
 
 
@@ -125,7 +129,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from nasmerc.workflow import retrain
 
     run_dir = _with_sinks(not args.no_dashboard, lambda sinks: retrain(
-        args.arch, epochs=args.epochs, out=args.out, device=args.device, seed=args.seed, sets=args.set, sinks=sinks))
+        args.arch, epochs=args.epochs, out=args.out, device=args.device, seed=args.seed, sets=args.set,
+        plugins=args.plugin, sinks=sinks))
     m = json.loads((run_dir / "metrics.json").read_text())
     print(f"retrained {m['parameters']:,} parameters for {m['epochs']} epochs in {m['wall_seconds']:.0f}s: "
           f"best valid {m['metric']} {m['best_valid']:.4f} at epoch {m['best_epoch']}")
@@ -178,12 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search an architecture (default: rmnas with darts on iemocap6)")
     p.add_argument("--space", default=None, help="search space (default rmnas; see nasmerc list)")
-    p.add_argument("--strategy", default=None, help="search strategy (default darts)")
+    p.add_argument("--strategy", default=None,
+                   help="search strategy (default darts; fixed for a space with nothing to search)")
     p.add_argument("--data", default=None, help=f"dataset (default {DEFAULT_DATA})")
     p.add_argument("--preset", default=None, help="space preset: default or paper")
     p.add_argument("--config", default=None, metavar="FILE.yaml", help="a config file (a run's config.yaml works)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="space key, or train.KEY / strategy.KEY / data.KEY (repeatable)")
+                   help="space key, or train.KEY / strategy.KEY / data.KEY / plugin.NAME.KEY (repeatable)")
+    p.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                   help="a training plug-in: curriculum or spcl (repeatable; see nasmerc list)")
     p.add_argument("--fix", action="append", default=[], metavar="LABEL=VALUE", help="fix a value choice")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of the search")
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
@@ -194,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("population", "generations", "trials", "workers"):
         p.add_argument(f"--{flag}", type=int, default=None, help=f"strategy.{flag} (population strategies)")
     p.add_argument("--prune-below", type=float, default=None, help="strategy.prune_below (router)")
-    p.add_argument("--storage", default=None, metavar="URL", help="strategy.storage: an Optuna database URL (tpe)")
+    p.add_argument("--storage", default=None, metavar="URL", help="strategy.storage (tpe): journal (a journal file in the run folder), journal:PATH, "
+                        "or an Optuna database URL (default: optuna.db in the run folder)")
     p.add_argument("--objectives", default=None, metavar="metric,params",
                    help="strategy.objectives: metric,params for a multi-objective NSGA-II study (tpe)")
     p.set_defaults(func=cmd_search)
@@ -208,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("arch", help="an arch.yaml (or the run folder holding it)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE")
+    p.add_argument("--plugin", action="append", default=[], metavar="NAME", help="add a training plug-in")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, metavar="DIR", help="default: retrain/ beside the arch file")

@@ -1,9 +1,10 @@
 """Spaces, strategies and datasets, found through entry points.
 
-Three entry-point groups, declared in ``pyproject.toml`` (by nasmerc and by any package that
+Four entry-point groups, declared in ``pyproject.toml`` (by nasmerc and by any package that
 extends it): ``nasmerc.search_spaces`` (a :class:`~nasmerc.nas.space.SearchSpace` subclass),
-``nasmerc.strategies`` (a strategy class) and ``nasmerc.datasets`` (a function
-``load(overrides: dict) -> ConversationDataset``). ``nasmerc`` itself never imports a space or a
+``nasmerc.strategies`` (a strategy class), ``nasmerc.datasets`` (a function
+``load(overrides: dict) -> ConversationDataset``) and ``nasmerc.plugins`` (a
+:class:`~nasmerc.train.plugins.Plugin` subclass). ``nasmerc`` itself never imports a space or a
 strategy by name: everything goes through ``list_*`` / ``get_*`` / ``create_*`` here.
 """
 
@@ -19,6 +20,7 @@ GROUPS = {
     "search space": "nasmerc.search_spaces",
     "strategy": "nasmerc.strategies",
     "dataset": "nasmerc.datasets",
+    "plug-in": "nasmerc.plugins",
 }
 
 
@@ -51,6 +53,10 @@ def list_datasets() -> list[str]:
     return _names("dataset")
 
 
+def list_plugins() -> list[str]:
+    return _names("plug-in")
+
+
 def get_search_space(name: str) -> Any:
     """The space class registered as ``name``."""
     return _load("search space", name)
@@ -59,6 +65,11 @@ def get_search_space(name: str) -> Any:
 def get_strategy(name: str) -> Any:
     """The strategy class registered as ``name``."""
     return _load("strategy", name)
+
+
+def get_plugin(name: str) -> Any:
+    """The training plug-in class registered as ``name``."""
+    return _load("plug-in", name)
 
 
 def create_search_space(name: str, signature: Any, preset: str = "default",

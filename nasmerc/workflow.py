@@ -2,7 +2,9 @@
 
 Each function takes plain keyword arguments (``cli.py`` turns flags into them once) and returns the
 run folder. ``--set`` keys go to one section each: ``train.KEY`` (the trainer), ``strategy.KEY``,
-``data.KEY`` (the dataset) and anything else to the space's config.
+``data.KEY`` (the dataset), ``plugin.NAME.KEY`` (a training plug-in, kept in the trainer's
+``plugin_options``) and anything else to the space's config. A space with nothing to search takes the
+``fixed`` strategy by default.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from nasmerc.events import EventSink
 from nasmerc.io import write_json, write_torch
 from nasmerc.nas.choices import named_arch
 from nasmerc.nas.space import count_parameters
-from nasmerc.nas.strategy import SearchContext
+from nasmerc.nas.strategy import SearchContext, require_something_to_search
 from nasmerc.registry import create_dataset, get_search_space, get_strategy
 from nasmerc.runs import (ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, new_run_dir,
                           open_events, read_yaml, write_config)
+from nasmerc.train.plugins import make_plugins
 from nasmerc.train.trainer import TrainConfig, Trainer, resolve_device
 
-SECTIONS = ("train", "strategy", "data")
+SECTIONS = ("train", "strategy", "data", "plugin")
 DEFAULT_DATA = "iemocap6"
 
 
@@ -45,7 +48,9 @@ def split_sets(sets: Iterable[str]) -> Sections:
     out = Sections({}, {}, {}, {})
     for key, value in parse_assignments(sets).items():
         head, _, rest = key.partition(".")
-        if head in SECTIONS and rest:
+        if head == "plugin" and rest:
+            out.train[f"plugin_options.{rest}"] = value
+        elif head in SECTIONS and rest:
             getattr(out, head)[rest] = value
         else:
             out.space[key] = value
@@ -57,14 +62,27 @@ def parse_fixes(fixes: Iterable[str]) -> dict[str, Any]:
     return {k: yaml.safe_load(v) for k, v in parse_assignments(fixes, flag="--fix").items()}
 
 
+def train_config(overrides: dict[str, Any], plugins: Sequence[str] | None, epochs: int | None) -> TrainConfig:
+    """The trainer's config from ``train.*`` overrides, ``--plugin`` names and ``--epochs``."""
+    over = dict(overrides)
+    if plugins:
+        over["plugins"] = [*(over.get("plugins") or []), *plugins]
+    if epochs is not None:
+        over["epochs"] = epochs
+    cfg = apply_overrides(TrainConfig(), over, where="train")
+    if cfg.epochs < 1:
+        raise NasmercError(f"--epochs {cfg.epochs}: expected at least 1")
+    return cfg
+
+
 def search(space: str | None = None, strategy: str | None = None, *, data: str | None = None,
            preset: str | None = None, config_file: str | None = None, sets: Sequence[str] = (),
            fixes: Sequence[str] = (), epochs: int | None = None, seed: int | None = None,
-           device: str | None = None, out: str | None = None, sinks: Sequence[EventSink] = ()) -> Path:
+           device: str | None = None, out: str | None = None, plugins: Sequence[str] = (),
+           sinks: Sequence[EventSink] = ()) -> Path:
     """Run one search and write its run folder (see ``nasmerc.runs``)."""
     base = load_yaml(config_file) if config_file else {}
     space_name = space or base.get("space") or "rmnas"
-    strategy_name = strategy or base.get("strategy") or "darts"
     data_name = data or base.get("data") or DEFAULT_DATA
     preset_name = preset or base.get("preset") or "default"
     seed_value = int(seed if seed is not None else base.get("seed", 0))
@@ -72,8 +90,6 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     sections = split_sets(sets)
     data_overrides = {**(base.get("data_overrides") or {}), **sections.data}
     train_overrides = {**(base.get("train") or {}), **sections.train}
-    if epochs is not None:
-        train_overrides["epochs"] = epochs
     fixed = {**(base.get("fixed") or {}), **parse_fixes(fixes)}
 
     torch_device = resolve_device(device_name)
@@ -81,12 +97,13 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     space_cls = get_search_space(space_name)
     space_obj = space_cls.from_preset(dataset.signature, preset_name,
                                       {**(base.get("space_config") or {}), **sections.space})
+    strategy_name = strategy or base.get("strategy") or ("darts" if space_obj.choices() else "fixed")
     strategy_cls = get_strategy(strategy_name)
     strategy_obj = strategy_cls.from_overrides({**(base.get("strategy_config") or {}), **sections.strategy})
-    train_cfg = apply_overrides(TrainConfig(), train_overrides, where="train")
-    if train_cfg.epochs < 1:
-        raise NasmercError(f"--epochs {train_cfg.epochs}: expected at least 1")
+    train_cfg = train_config(train_overrides, plugins, epochs)
+    make_plugins(train_cfg.plugins, train_cfg.plugin_options, dataset.signature)
     space_obj.check_fixed(fixed)
+    require_something_to_search(strategy_obj, space_obj, fixed)
     strategy_obj.check(space_obj, fixed)
 
     run_dir = new_run_dir(out, f"{space_name}-{strategy_name}")
@@ -116,10 +133,15 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
             "supernet_parameters": result.supernet_parameters, "derived_parameters": result.derived_parameters,
             "arch": result.arch, "arch_named": named_arch(space_obj.choices(fixed), result.arch), **result.extra,
         }
-        ArchFile(space_name, preset_name, space_obj.config_dict(), result.arch, data_name, data_overrides,
-                 dataset.signature, to_plain(train_cfg), strategy_name, seed_value,
-                 {k: summary[k] for k in ("metric", "best_valid", "best_epoch", "wall_seconds",
-                                          "derived_parameters")}).write(run_dir / ARCH_FILE)
+        af = ArchFile(space_name, preset_name, space_obj.config_dict(), result.arch, data_name, data_overrides,
+                      dataset.signature, to_plain(train_cfg), strategy_name, seed_value,
+                      {k: summary[k] for k in ("metric", "best_valid", "best_epoch", "wall_seconds",
+                                               "derived_parameters", "leading_shares") if k in summary})
+        if result.model is not None:
+            save_model(run_dir, result.model, af, train_cfg, seed_value, {
+                "metric": result.metric, "best_valid": result.best_value, "best_epoch": result.best_epoch,
+                "valid": result.extra.get("valid", {}), "wall_seconds": elapsed})
+        af.write(run_dir / ARCH_FILE)
         write_json(run_dir / SEARCH_FILE, summary)
         events.emit("run_end", status="finished", best=result.best_value, elapsed=elapsed,
                     message=f"architecture written to {run_dir / ARCH_FILE}")
@@ -175,8 +197,21 @@ def load_data_for(arch_file: ArchFile, *, what: str):
     return dataset
 
 
+def save_model(run_dir: Path, model: torch.nn.Module, af: ArchFile, train_cfg: TrainConfig, seed: int,
+               numbers: dict[str, Any]) -> None:
+    """Write ``model.pt`` (weights and everything needed to rebuild them) and ``metrics.json``."""
+    write_torch(run_dir / MODEL_FILE, {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "arch": af.arch, "space": af.space, "preset": af.preset, "space_config": af.space_config,
+        "signature": af.signature.to_dict(), "data": af.data, "data_overrides": af.data_overrides,
+        "train": to_plain(train_cfg), "seed": seed,
+    })
+    write_json(run_dir / METRICS_FILE, {**numbers, "parameters": count_parameters(model), "epochs": train_cfg.epochs})
+
+
 def retrain(arch_path: str, *, epochs: int | None = None, out: str | None = None, device: str = "cpu",
-            seed: int | None = None, sets: Sequence[str] = (), sinks: Sequence[EventSink] = ()) -> Path:
+            seed: int | None = None, sets: Sequence[str] = (), plugins: Sequence[str] = (),
+            sinks: Sequence[EventSink] = ()) -> Path:
     """Build the fixed model of ``arch_path`` from scratch, train it and write ``model.pt`` and ``metrics.json``."""
     af = ArchFile.read(arch_path)
     dataset = load_data_for(af, what=str(arch_path))
@@ -187,11 +222,10 @@ def retrain(arch_path: str, *, epochs: int | None = None, out: str | None = None
     model = space_obj.build(af.arch)
     sections = split_sets(sets)
     if sections.space or sections.strategy or sections.data:
-        raise NasmercError("retrain: only --set train.KEY=VALUE applies (the space and data are fixed by the arch file)")
-    train_over = {**af.train, **sections.train}
-    if epochs is not None:
-        train_over["epochs"] = epochs
-    train_cfg = apply_overrides(TrainConfig(), train_over, where="train")
+        raise NasmercError("retrain: only --set train.KEY=VALUE and plugin.NAME.KEY=VALUE apply "
+                           "(the space and data are fixed by the arch file)")
+    train_cfg = train_config({**af.train, **sections.train}, plugins, epochs)
+    make_plugins(train_cfg.plugins, train_cfg.plugin_options, dataset.signature)
     arch_dir = Path(arch_path) if Path(arch_path).is_dir() else Path(arch_path).parent
     run_dir = new_run_dir(out if out is not None else str(arch_dir / "retrain"), f"{af.space}-retrain")
     write_config(run_dir, {"command": "retrain", "arch_file": str(arch_path), "space": af.space, "preset": af.preset,
@@ -209,17 +243,9 @@ def retrain(arch_path: str, *, epochs: int | None = None, out: str | None = None
     try:
         trainer = Trainer(model, dataset.signature, train_cfg, device=torch_device, seed=seed_value, events=events)
         fit = trainer.fit(dataset.split("train"), dataset.split("valid"))
-        write_torch(run_dir / MODEL_FILE, {
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "arch": af.arch, "space": af.space, "preset": af.preset, "space_config": af.space_config,
-            "signature": af.signature.to_dict(), "data": af.data, "data_overrides": af.data_overrides,
-            "train": to_plain(train_cfg), "seed": seed_value,
-        })
-        write_json(run_dir / METRICS_FILE, {
+        save_model(run_dir, model, af, train_cfg, seed_value, {
             "metric": trainer.metric, "best_valid": fit.best_value, "best_epoch": fit.best_epoch,
-            "valid": fit.best_metrics, "parameters": count_parameters(model), "wall_seconds": fit.seconds,
-            "epochs": train_cfg.epochs,
-        })
+            "valid": fit.best_metrics, "wall_seconds": fit.seconds})
         events.emit("run_end", status="finished", best=fit.best_value, elapsed=time.time() - start,
                     message=f"model written to {run_dir / MODEL_FILE}")
     except BaseException as exc:

@@ -25,12 +25,16 @@ result's ``extra["leading_shares"]``. A token is real when the choice's call car
 of the token shape (RMNAS' mixers and BM-NAS ops do), else when the batch mask matches, else every
 token counts.
 
-The result: the architecture is label -> ONE candidate, so that ``space.build`` and ``retrain``
-work for every space: the most-leading candidate per op choice (``zero`` passed over as DARTS
-does, unless it is the only one) and the top-k ``beta`` per input choice. The routers of the best
-epoch are kept in ``routers.pt`` (the :class:`Routers` state dict, ``weights_only`` loadable) and
-``extra["kept_candidates"]`` lists, per op choice, the candidates whose share is at least
-``prune_below`` (plus the one chosen): what a routed retrain would build.
+The result (``export``): by default a *routed* architecture, as the paper's NAS encoder keeps its
+routers: each op choice becomes ``{routed: [kept candidates], width: D}`` -- the candidates whose
+share is at least ``prune_below`` (``--prune-below 0.05`` drops those that never lead), weighed per
+token by a fresh router when ``space.build`` makes the fixed model
+(:class:`~nasmerc.nas.choices.RoutedOp`), so ``retrain`` trains routers and kept candidates from
+scratch together. A choice with one kept candidate is that candidate. ``export=argmax`` gives one
+candidate per op choice instead: the most-leading one (``zero`` passed over as DARTS does, unless it
+is the only one). Input choices take the top-k ``beta`` either way. The routers of the best epoch
+are kept in ``routers.pt`` (the :class:`Routers` state dict, ``weights_only`` loadable); the shares
+go into ``search.json`` and the ``search`` section of ``arch.yaml`` (``leading_shares``).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from torch import Tensor, nn
 from nasmerc.data.batch import iterate_batches
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_torch
-from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules
+from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules, first_tensor, route
 from nasmerc.nas.space import SearchSpace, count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, inactive_labels, require_fixed_values
 from nasmerc.train.trainer import Trainer
@@ -61,23 +65,21 @@ class RouterConfig:
     """``router``: ``linear`` (the paper's NAS encoder; ``identity`` is its plain Transformer and needs
     no search); ``router_lr`` / ``router_weight_decay``: the routers' AdamW (paper: AdamW, 5e-3);
     ``prune_below``: candidates leading on fewer tokens than this share are dropped from
-    ``kept_candidates``; ``init_scale``: the initial spread of the input choices' ``beta``."""
+    ``kept_candidates``; ``init_scale``: the initial spread of the input choices' ``beta``;
+    ``export``: ``routed`` (kept candidates and a router per op choice) or ``argmax``."""
 
     router: str = "linear"
     router_lr: float = 5e-3
     router_weight_decay: float = 1e-2
     prune_below: float = 0.0
     init_scale: float = 1e-3
+    export: str = "routed"
 
 
 def _key(label: str) -> str:
     return label.replace(".", "/")
 
 
-def _first_tensor(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Tensor | None:
-    for value in list(args) + list(kwargs.values()):
-        if isinstance(value, Tensor):
-            return value
     return None
 
 
@@ -123,16 +125,9 @@ class Routers(nn.Module):
     # -- hooks ---------------------------------------------------------------------------------
     def _op_hook(self, label: str, router: nn.Linear):
         def hook(choice: OpChoice, *args: Any, **kwargs: Any) -> Any:
-            x = _first_tensor(args, kwargs)
-            if x is None:
-                raise NasmercError(f"strategy 'router': choice {label!r} was called without a tensor to route on")
-            w = torch.softmax(router(x), dim=-1)  # eq. 8, per token
+            out, w = route(router, list(choice.candidates.values()), label, args, kwargs)  # eqs. 8-9
             if not choice.training:
-                self._count(label, w, x, args[1:], kwargs)
-            out = None
-            for k, cand in enumerate(choice.candidates.values()):
-                term = w[..., k : k + 1] * cand(*args, **kwargs)  # eq. 9
-                out = term if out is None else out + term
+                self._count(label, w, first_tensor(args, kwargs), args[1:], kwargs)
             return out
 
         return hook
@@ -189,7 +184,7 @@ def probe_in_dims(supernet: nn.Module, batch: Any) -> dict[str, int]:
     dims: dict[str, int] = {}
 
     def op_probe(choice: OpChoice, *args: Any, **kwargs: Any) -> Any:
-        x = _first_tensor(args, kwargs)
+        x = first_tensor(args, kwargs)
         if x is not None:
             dims[choice.label] = int(x.shape[-1])
         return torch.stack([c(*args, **kwargs) for c in choice.candidates.values()]).mean(0)
@@ -242,10 +237,12 @@ class RouterHook:
 
 
 def derive(shares: Mapping[str, Mapping[str, float]], input_weights: Mapping[str, Mapping[str, float]],
-           specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any], prune_below: float, inactive: Sequence[str] = ()
-           ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """The discrete architecture and the kept candidates per op choice (see module docstring);
-    ``inactive`` choices (asked, but not in the supernet) take their first candidate."""
+           specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any], prune_below: float, inactive: Sequence[str] = (),
+           in_dims: Mapping[str, int] | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The architecture and the kept candidates per op choice (see module docstring): with
+    ``in_dims`` (the routers' input widths) op choices with several kept candidates are routed,
+    without it each takes its most-leading candidate. ``inactive`` choices (asked, but not in the
+    supernet) take their first candidate."""
     arch: dict[str, Any] = {}
     kept: dict[str, list[str]] = {}
     for spec in specs:
@@ -267,8 +264,11 @@ def derive(shares: Mapping[str, Mapping[str, float]], input_weights: Mapping[str
         order = sorted(range(len(names)), key=lambda i: -float(w[names[i]]))  # stable: ties keep space order
         if spec.kind == "op":
             real = [names[i] for i in order if names[i] != "zero"]
-            arch[spec.label] = real[0] if real else names[order[0]]
-            kept[spec.label] = [n for n in names if float(w[n]) >= prune_below or n == arch[spec.label]]
+            leader = real[0] if real else names[order[0]]
+            kept[spec.label] = [n for n in names if float(w[n]) >= prune_below or n == leader]
+            routed = in_dims is not None and len(kept[spec.label]) > 1
+            arch[spec.label] = ({"routed": kept[spec.label], "width": int(in_dims[spec.label])} if routed
+                                else leader)
         else:
             arch[spec.label] = sorted(order[: spec.n_chosen])
     return arch, kept
@@ -289,6 +289,8 @@ class Router(Strategy):
             raise NasmercError(f"strategy 'router': prune_below={cfg.prune_below}: expected a share in [0, 1)")
         if cfg.router_lr <= 0:
             raise NasmercError(f"strategy 'router': router_lr={cfg.router_lr}: expected a number > 0")
+        if cfg.export not in ("routed", "argmax"):
+            raise NasmercError(f"strategy 'router': export={cfg.export!r}: expected 'routed' or 'argmax'")
 
     def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         require_fixed_values(space, fixed)
@@ -330,7 +332,8 @@ class Router(Strategy):
             raise NasmercError("strategy 'router': no validation epoch finished, so there is no architecture")
         routers.load_state_dict(best["state"])
         found, kept = derive(best["shares"], best["input_weights"], ctx.space.choices(ctx.fixed), ctx.fixed,
-                             cfg.prune_below, inactive_labels(ctx.space, ctx.fixed))
+                             cfg.prune_below, inactive_labels(ctx.space, ctx.fixed),
+                             in_dims if cfg.export == "routed" else None)
         return SearchResult(
             arch=found,
             metric=trainer.metric,
@@ -352,6 +355,11 @@ class Router(Strategy):
         data = json.loads(path.read_text(encoding="utf-8"))
         if "leading_shares" not in data:
             raise NasmercError(f"{path}: no 'leading_shares': was this run searched by the router strategy?")
+        self._check()
+        routed = self.config.export == "routed"
+        if routed and "router_in_dims" not in data:
+            raise NasmercError(f"{path}: no 'router_in_dims' to export a routed architecture (--set strategy.export=argmax)")
         arch, _ = derive(data["leading_shares"], data.get("input_weights", {}), space.choices(fixed), fixed,
-                         float(self.config.prune_below), inactive_labels(space, fixed))
+                         float(self.config.prune_below), inactive_labels(space, fixed),
+                         data["router_in_dims"] if routed else None)
         return arch

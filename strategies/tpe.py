@@ -28,8 +28,10 @@ run folder and summarised in the result's ``extra["pareto"]``.
 
 ``storage``: empty (default) keeps the study in ``optuna.db`` (SQLite) in the run folder, so its trials
 can be inspected with Optuna's own tools (``optuna-dashboard sqlite:///runs/<run>/optuna.db``);
-otherwise any Optuna database URL (``sqlite:///...``, ``postgresql://...``), used as given, with the
-study name ``nasmerc``; a storage that already holds a study of that name is refused. The sampler is
+``journal`` keeps it in Optuna's journal file ``optuna.journal`` in the run folder (no database
+needed; ``optuna-dashboard runs/<run>/optuna.journal``), ``journal:PATH`` in a journal file elsewhere;
+otherwise any Optuna database URL (``sqlite:///...``, ``postgresql://...``), used as given. The study
+is named ``nasmerc``; a storage that already holds a study of that name is refused. The sampler is
 seeded with the run's seed; trial ``i`` trains with seed ``seed + i``.
 """
 
@@ -52,6 +54,7 @@ from nasmerc.nas.space import count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 
 STUDY_FILE = "optuna.db"
+JOURNAL_FILE = "optuna.journal"
 STUDY_NAME = "nasmerc"
 PARETO_FILE = "pareto.json"
 OBJECTIVES = ("metric", "params")
@@ -205,6 +208,10 @@ class TPE(Strategy):
         """Where the study is, for ``search.json``: the file name, or the URL with its password hidden."""
         if not self.config.storage:
             return STUDY_FILE
+        if self.config.storage == "journal":
+            return JOURNAL_FILE
+        if self.config.storage.startswith("journal:"):
+            return self.config.storage[len("journal:"):]
         try:
             from sqlalchemy.engine import make_url
 
@@ -212,15 +219,17 @@ class TPE(Strategy):
         except Exception:
             return self.config.storage
 
-    def _storage(self, ctx: SearchContext) -> optuna.storages.RDBStorage:
-        """The study's storage: ``optuna.db`` in the run folder, or ``storage`` as given; refused when a
-        study is already there."""
+    def _storage(self, ctx: SearchContext) -> optuna.storages.BaseStorage:
+        """The study's storage: ``optuna.db`` in the run folder, a journal file, or ``storage`` as given;
+        refused when a study is already there."""
         url = self.config.storage
         if not url:
             path = Path(ctx.run_dir) / STUDY_FILE
             if path.exists():
                 raise NasmercError(f"{path}: a study file is already there: use a fresh run folder")
             return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
+        if url == "journal" or url.startswith("journal:"):
+            return self._journal(Path(ctx.run_dir) / JOURNAL_FILE if url == "journal" else Path(url[len("journal:"):]))
         try:
             storage = optuna.storages.RDBStorage(url)
         except Exception as exc:  # a bad URL, a missing driver, an unreachable server
@@ -236,6 +245,19 @@ class TPE(Strategy):
             storage.engine.dispose()
             raise NasmercError(f"strategy 'tpe': storage {url!r} already holds a study {STUDY_NAME!r}: "
                                f"use another database or delete that study")
+        return storage
+
+    @staticmethod
+    def _journal(path: Path) -> optuna.storages.BaseStorage:
+        """Optuna's journal file storage at ``path`` (its folder must exist; a study there is refused)."""
+        from optuna.storages.journal import JournalFileBackend
+
+        if not path.parent.is_dir():
+            raise NasmercError(f"strategy 'tpe': storage journal:{path}: the folder {str(path.parent)!r} does not exist")
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        if STUDY_NAME in [s.study_name for s in storage.get_all_studies()]:
+            raise NasmercError(f"strategy 'tpe': {path} already holds a study {STUDY_NAME!r}: "
+                               "use another journal file or a fresh run folder")
         return storage
 
     @staticmethod

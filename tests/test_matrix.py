@@ -1,13 +1,16 @@
 """Every registered space under every registered strategy: a one-epoch search on tiny data ends
-with an architecture the space builds. Supernet strategies get the value / float choices fixed
-(their first value), as a user would with ``--fix``; population strategies sample them."""
+with an architecture the space builds, or the pair is refused at once with the way out named.
+Supernet strategies get the value / float choices fixed (their first value), as a user would with
+``--fix``; population strategies sample them. ``fixed`` runs exactly the degenerate spaces (the
+hand-designed models); every searching strategy refuses them."""
 
 from __future__ import annotations
 
 import pytest
 
+from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
-from nasmerc.nas.strategy import SearchContext
+from nasmerc.nas.strategy import SearchContext, require_something_to_search
 from nasmerc.registry import get_search_space, get_strategy, list_search_spaces, list_strategies
 from nasmerc.train.trainer import TrainConfig, resolve_device
 
@@ -30,6 +33,13 @@ def data():
 @pytest.mark.parametrize("space_name", list_search_spaces())
 def test_every_space_under_every_strategy(space_name, strategy, data, tmp_path):
     space = get_search_space(space_name).from_preset(data.signature, "default")
+    strat = get_strategy(strategy).from_overrides(POPULATION.get(strategy, {}))
+    degenerate = not space.choices()
+    if degenerate != (strategy == "fixed"):
+        with pytest.raises(NasmercError, match="use --strategy fixed" if degenerate else "leaves the"):
+            require_something_to_search(strat, space, {})
+            strat.check(space, {})
+        return
     fixed = {}
     if strategy not in POPULATION:
         for spec in space.choices():
@@ -37,7 +47,6 @@ def test_every_space_under_every_strategy(space_name, strategy, data, tmp_path):
                 fixed[spec.label] = spec.candidates[0]
             elif spec.kind == "float":
                 fixed[spec.label] = spec.low
-    strat = get_strategy(strategy).from_overrides(POPULATION.get(strategy, {}))
     sink = ListSink()
     ctx = SearchContext(space, data, TrainConfig(epochs=1, batch_size=4, valid_rates=(0.0,)), resolve_device("cpu"),
                         0, Events([sink]), tmp_path, fixed)

@@ -366,6 +366,28 @@ def test_tpe_custom_storage_and_existing_study(space: ToySpace, dataset, tmp_pat
         run("tpe", space, dataset, tmp_path / "run2", strategy=TPE(cfg))
 
 
+def test_tpe_journal_storage(space: ToySpace, dataset, tmp_path: Path) -> None:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    from strategies.tpe import JOURNAL_FILE
+
+    cfg = TPEConfig(trials=2, candidate_epochs=1, startup_trials=1, storage="journal")
+    result, _ = run("tpe", space, dataset, tmp_path / "run", strategy=TPE(cfg))
+    path = tmp_path / "run" / JOURNAL_FILE
+    assert path.is_file() and not (tmp_path / "run" / STUDY_FILE).exists()
+    study = optuna.load_study(study_name="nasmerc",
+                              storage=optuna.storages.JournalStorage(JournalFileBackend(str(path))))
+    assert len(study.trials) == 2 and study.best_value == result.best_value
+    assert result.extra["study"] == JOURNAL_FILE
+    elsewhere = TPEConfig(trials=1, candidate_epochs=1, startup_trials=1, storage=f"journal:{path}")
+    with pytest.raises(NasmercError, match="already holds a study"):
+        run("tpe", space, dataset, tmp_path / "run2", strategy=TPE(elsewhere))
+    missing = TPEConfig(trials=1, candidate_epochs=1, storage=f"journal:{tmp_path / 'no' / 'x.journal'}")
+    with pytest.raises(NasmercError, match="does not exist"):
+        run("tpe", space, dataset, tmp_path / "run3", strategy=TPE(missing))
+
+
 def test_tpe_multi_objective_pareto(space: ToySpace, dataset, tmp_path: Path) -> None:
     import json
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,8 @@ from nasmerc.data.batch import collate
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
-from nasmerc.nas.choices import ChoiceSpec, choice_modules
+from nasmerc.nas.choices import ChoiceSpec, RoutedOp, choice_modules
+from nasmerc.nas.population import sample_arch
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.train.trainer import TrainConfig, Trainer
 from search_spaces.bmnas import BMNASSpace
@@ -100,6 +102,11 @@ def test_derive_and_prune_below() -> None:
     assert kept == {"a.op": ["zero", "sum", "attention"], "b.op": ["x", "y", "z"]}
     _, kept = derive(shares, inputs, specs, {}, prune_below=0.05)
     assert kept == {"a.op": ["zero", "attention"], "b.op": ["x", "y"]}
+    routed, _ = derive(shares, inputs, specs, {}, prune_below=0.05, in_dims={"a.op": 8, "b.op": 4})
+    assert routed == {"a.op": {"routed": ["zero", "attention"], "width": 8},
+                      "b.op": {"routed": ["x", "y"], "width": 4}, "c.in": [1]}
+    one, _ = derive(shares, inputs, specs, {}, prune_below=0.7, in_dims={"a.op": 8, "b.op": 4})
+    assert one["a.op"] == "attention" and one["b.op"] == "y"  # one kept candidate: no router
     with pytest.raises(NasmercError, match="b.op"):
         derive({"a.op": shares["a.op"]}, inputs, specs, {}, 0.0)
 
@@ -126,7 +133,9 @@ def test_search_returns_a_buildable_arch_and_writes_routers(dataset, tmp_path: P
     specs = space.choices()
     assert set(result.arch) == {s.label for s in specs}
     model = space.build(result.arch)
-    assert choice_modules(model) == [] and result.derived_parameters < result.supernet_parameters
+    assert choice_modules(model) == [] and result.derived_parameters <= result.supernet_parameters
+    assert result.derived_parameters == sum(p.numel() for p in model.parameters())
+    assert isinstance(model(collate(dataset.split('train')[:4], dataset.signature)).logits, torch.Tensor)
     state = torch.load(tmp_path / "a" / ROUTERS_FILE, weights_only=True)
     assert {k.split(".")[0] for k in state} == {"routers", "beta"}
     shares = result.extra["leading_shares"]
@@ -134,8 +143,9 @@ def test_search_returns_a_buildable_arch_and_writes_routers(dataset, tmp_path: P
     for label, row in shares.items():
         assert sum(row.values()) == pytest.approx(1.0)
         kept = result.extra["kept_candidates"][label]
-        assert result.arch[label] in kept
-        assert all(row[c] >= 0.05 or c == result.arch[label] for c in kept)
+        chosen = result.arch[label]
+        assert (chosen["routed"] == kept and chosen["width"] == result.extra["router_in_dims"][label]
+                if isinstance(chosen, dict) else kept == [chosen])
         assert all(c in kept for c, v in row.items() if v >= 0.05)
     json.dumps(result.extra)  # goes into search.json
     weights = [e for e in events if e["type"] == "choice_weights"]
@@ -154,3 +164,46 @@ def test_derive_reads_the_search_file(dataset, tmp_path: Path) -> None:
     (tmp_path / "search.json").write_text(json.dumps({"arch": result.arch, **result.extra}))
     assert Router().derive(space, tmp_path, {}) == result.arch
     assert Router().derive(space, tmp_path / "nothing", {}) is None
+
+
+def test_routed_op_builds_and_routes_per_token(dataset) -> None:
+    space = BMNASSpace.from_preset(dataset.signature, "default", BMNAS)
+    arch = sample_arch(space.choices(), np.random.default_rng(0), {})
+    label = next(s.label for s in space.choices() if s.kind == "op")
+    spec = next(s for s in space.choices() if s.label == label)
+    arch[label] = {"routed": [spec.candidates[2], spec.candidates[1]], "width": BMNAS["fusion_dim"]}
+    canon = space.canonical(arch)
+    assert canon[label] == {"routed": [spec.candidates[1], spec.candidates[2]], "width": BMNAS["fusion_dim"]}
+    model = space.build(arch)
+    routed = [m for m in model.modules() if isinstance(m, RoutedOp)]
+    assert len(routed) == 1 and list(routed[0].candidates) == canon[label]["routed"]
+    x, y = torch.randn(2, 5, BMNAS["fusion_dim"]), torch.randn(2, 5, BMNAS["fusion_dim"])
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    op = routed[0].eval()
+    w = torch.softmax(op.router(x), -1)
+    expected = sum(w[..., k : k + 1] * c(x, y, mask) for k, c in enumerate(op.candidates.values()))
+    assert torch.allclose(op(x, y, mask), expected, atol=1e-6)
+    out = model(collate(dataset.split('train')[:4], dataset.signature))
+    out.logits.sum().backward()
+    assert op.router.weight.grad is not None
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ({"routed": ["nope"], "width": 4}, "distinct names"),
+    ({"routed": [], "width": 4}, "expected {routed"),
+    ({"routed": ["a", "a"], "width": 4}, "distinct names"),
+    ({"routed": ["a", "b"], "width": 0}, "positive integer"),
+    ({"routed": ["a", "b"]}, "expected {routed"),
+    (["a", "b"], "is not a candidate"),
+])
+def test_bad_routed_choices_are_named(bad, needle) -> None:
+    spec = ChoiceSpec("x.op", "op", ("a", "b", "c"))
+    with pytest.raises(NasmercError, match=needle):
+        spec.check(bad)
+    assert spec.check({"routed": ["b"], "width": 3}) == "b"
+
+
+def test_argmax_export_gives_one_candidate_per_op(dataset, tmp_path: Path) -> None:
+    space = BMNASSpace.from_preset(dataset.signature, "default", BMNAS)
+    result, _ = run_search(space, dataset, tmp_path, export="argmax")
+    assert all(isinstance(result.arch[s.label], str) for s in space.choices() if s.kind == "op")

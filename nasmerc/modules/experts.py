@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from nasmerc.errors import NasmercError
 from nasmerc.modules.fusion_ops import AttentionOp, ConcatFCOp, SumOp
 from nasmerc.modules.mixers import check_sequence
+from nasmerc.modules.heads import masked_mean
 
 __all__ = ["SequenceExpert", "GatedFusionOp", "HIERARCHY_FUSIONS", "FusionLevel", "CrossModalIntegration",
            "TaskFeatureSelection", "TaskTowers", "kl_transfer", "UncertaintyWeights", "masked_mean"]
@@ -37,12 +38,6 @@ CONTEXTS = ("gru", "none")
 
 def _keep(mask: Tensor, like: Tensor) -> Tensor:
     return mask.to(like.dtype).unsqueeze(-1)
-
-
-def masked_mean(h: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``h`` ``[B, N, C]`` over the real rows of ``mask`` ``[B, N]``: ``[B, C]``."""
-    keep = _keep(mask, h)
-    return (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
 
 
 class SequenceExpert(nn.Module):

@@ -3,7 +3,8 @@
 A space builds its network through a :class:`ChoiceContext`. Each decision is asked of the context
 with a unique label:
 
-- ``ctx.op(label, {name: factory})``: one of several modules with the same call signature;
+- ``ctx.op(label, {name: factory})``: one of several modules with the same call signature (or, in
+  a *routed* architecture, several of them weighed per token by a router: :class:`RoutedOp`);
 - ``ctx.inputs(label, n_candidates, n_chosen)``: which of the earlier features feed a node;
 - ``ctx.value(label, values)`` / ``ctx.float(label, low, high)``: numeric or structural genes.
 
@@ -46,10 +47,16 @@ class ChoiceSpec:
     high: float = 0.0
 
     def check(self, choice: Any) -> Any:
-        """Return ``choice`` in canonical form, or raise naming the label and what is allowed."""
+        """Return ``choice`` in canonical form, or raise naming the label and what is allowed.
+
+        An op choice is one candidate name, or ``{"routed": [names], "width": D}``: the candidates a
+        router weighs per token of width ``D`` (:class:`RoutedOp`), listed in the space's order.
+        """
         where = f"architecture: choice {self.label!r}"
+        if self.kind == "op" and isinstance(choice, Mapping):
+            return self._routed(choice, where)
         if self.kind == "op":
-            if choice not in self.candidates:
+            if isinstance(choice, (list, dict)) or choice not in self.candidates:
                 raise NasmercError(f"{where} = {choice!r} is not a candidate (expected one of {list(self.candidates)})")
             return choice
         if self.kind == "input":
@@ -68,6 +75,19 @@ class ChoiceSpec:
         if isinstance(choice, bool) or not isinstance(choice, (int, float)) or not self.low <= choice <= self.high:
             raise NasmercError(f"{where} = {choice!r}: expected a number in [{self.low}, {self.high}]")
         return float(choice)
+
+    def _routed(self, choice: Mapping[str, Any], where: str) -> Any:
+        names, width = choice.get("routed"), choice.get("width")
+        if set(choice) != {"routed", "width"} or not isinstance(names, (list, tuple)) or not names:
+            raise NasmercError(f"{where} = {dict(choice)!r}: expected {{routed: [candidate names], width: D}}")
+        bad = [n for n in names if n not in self.candidates]
+        if bad or len(set(names)) != len(names):
+            raise NasmercError(f"{where}: routed candidates {list(names)} must be distinct names among "
+                               f"{list(self.candidates)}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise NasmercError(f"{where}: routed width {width!r}: expected a positive integer")
+        ordered = [n for n in self.candidates if n in names]
+        return ordered[0] if len(ordered) == 1 else {"routed": ordered, "width": width}
 
 
 class UnresolvedChoice(NasmercError):
@@ -147,6 +167,43 @@ class InputChoice(nn.Module):
         return self._hook(self, inputs)
 
 
+def first_tensor(args: Sequence[Any], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    """The first tensor among a call's arguments: what a router reads."""
+    for value in list(args) + list(kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
+def route(router: nn.Module, candidates: Sequence[nn.Module], label: str, args: Sequence[Any],
+          kwargs: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """ITEACH-Net eqs. 8-9: ``w(x) = softmax(Router(x))`` per token of the first tensor argument ``x``
+    and ``sum_k w_k(x) o_k(...)``; returns the output and ``w``."""
+    x = first_tensor(args, kwargs)
+    if x is None:
+        raise NasmercError(f"choice {label!r} was called without a tensor to route on")
+    w = torch.softmax(router(x), dim=-1)
+    out = None
+    for k, cand in enumerate(candidates):
+        term = w[..., k : k + 1] * cand(*args, **kwargs)
+        out = term if out is None else out + term
+    return out, w
+
+
+class RoutedOp(nn.Module):
+    """The fixed form of a routed op choice: kept candidates weighed per token by a linear router
+    (ITEACH-Net eqs. 8-9), the router trained with the model. The router strategy exports this."""
+
+    def __init__(self, label: str, candidates: Mapping[str, nn.Module], width: int) -> None:
+        super().__init__()
+        self.label = label
+        self.candidates = nn.ModuleDict(dict(candidates))
+        self.router = nn.Linear(width, len(self.candidates))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return route(self.router, list(self.candidates.values()), self.label, args, kwargs)[0]
+
+
 class ChosenInputs(nn.Module):
     """The fixed form of an :class:`InputChoice`: the chosen inputs, reduced the same way."""
 
@@ -190,7 +247,10 @@ class ChoiceContext:
         spec = ChoiceSpec(label, "op", tuple(candidates))
         self._record(spec)
         if self.arch is not None:
-            return candidates[self._chosen(spec)]()
+            chosen = self._chosen(spec)
+            if isinstance(chosen, dict):
+                return RoutedOp(label, {name: candidates[name]() for name in chosen["routed"]}, chosen["width"])
+            return candidates[chosen]()
         return OpChoice(label, {name: make() for name, make in candidates.items()})
 
     def inputs(self, label: str, n_candidates: int, n_chosen: int = 1, reduction: str = "mean",

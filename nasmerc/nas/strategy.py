@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import torch
+from torch import nn
 
 from nasmerc.config import apply_overrides, to_plain
 from nasmerc.data.conversation import ConversationDataset
@@ -45,6 +46,9 @@ class SearchResult:
     supernet_parameters: int
     derived_parameters: int
     extra: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None
+    """The trained model of ``arch`` when the strategy trained it to the end (``fixed``): written to
+    the run folder as ``model.pt``, ready for ``nasmerc evaluate``."""
 
 
 class Strategy(ABC):
@@ -57,6 +61,8 @@ class Strategy(ABC):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
+    searches: ClassVar[bool] = True
+    """False for the ``fixed`` strategy, the one that takes spaces with nothing to search."""
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -79,6 +85,21 @@ class Strategy(ABC):
         """The architecture, derived again from ``run_dir`` (``None``: use the saved ``arch.yaml``)."""
         return None
 
+
+
+def has_open_choices(space: SearchSpace, fixed: Mapping[str, Any]) -> bool:
+    """Whether ``space`` leaves anything to search once ``fixed`` is applied."""
+    return any(spec.label not in fixed for spec in space.choices(fixed))
+
+
+def require_something_to_search(strategy: Strategy, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+    """Refuse a searching strategy on a space with nothing left to choose, naming the way out."""
+    from nasmerc.errors import NasmercError
+
+    if strategy.searches and not has_open_choices(space, fixed):
+        what = "has no choice points" if not space.choices(fixed) else "has every choice fixed by --fix"
+        raise NasmercError(f"space {space.name!r} {what}: nothing for strategy {strategy.name!r} to search; "
+                           "use --strategy fixed (it trains the one architecture)")
 
 
 def require_fixed_values(space: SearchSpace, fixed: Mapping[str, Any]) -> None:

@@ -6,7 +6,9 @@ is the task loss over real utterances plus the model's auxiliary losses times th
 every epoch the model is validated on the validation split at fixed masks for each of
 ``valid_rates`` and the primary metric averaged over them selects the best epoch, whose weights are
 kept (the test split is never used here). Strategies extend the loop through :class:`TrainHook`
-(DARTS takes an architecture step before each weight step). Everything is seeded.
+(DARTS takes an architecture step before each weight step); training plug-ins
+(``nasmerc.train.plugins``: a curriculum, self-paced learning) choose each epoch's conversations and
+the task term of the weight step, whatever the model and strategy. Everything is seeded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from nasmerc.data.missing import fixed_masks, make_schedule, mask_batch, stack_m
 from nasmerc.events import Events
 from nasmerc.nas.space import ModelOutput
 from nasmerc.train.losses import select_real, task_loss
+from nasmerc.train.plugins import make_plugins
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class TrainConfig:
     patience: int = 0
     eval_batch_size: int = 16
     mask_seed: int = 0
+    plugins: tuple[str, ...] = ()
+    plugin_options: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -108,12 +113,22 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.utterance_level = signature.level == "utterance"
         self.current_rate = 0.0
+        self.plugins = make_plugins(config.plugins, config.plugin_options, signature)
 
     # -- one batch -----------------------------------------------------------------------------
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
-        """Total loss of ``batch`` and each named term (``task`` and every auxiliary loss)."""
+    def loss(self, batch: Batch, epoch: int | None = None) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
+        """Total loss of ``batch`` and each named term (``task`` and every auxiliary loss).
+
+        With ``epoch`` (a weight step of the training loop) a plug-in may replace the task term.
+        """
         out: ModelOutput = self.model(batch)
-        total = task_loss(out.logits, batch, self.signature.task)
+        total = None
+        if epoch is not None:
+            for plugin in self.plugins:
+                replaced = plugin.task_loss(batch, out, epoch)
+                total = replaced if replaced is not None else total
+        if total is None:
+            total = task_loss(out.logits, batch, self.signature.task)
         terms = {"task": float(total.detach())}
         for name, value in out.aux_losses.items():
             total = total + out.aux_weights.get(name, 1.0) * value
@@ -136,7 +151,7 @@ class Trainer:
             for hook in hooks:
                 hook.before_step(self, batch, epoch, step)
             self.model.train()
-            total, terms, _ = self.loss(batch)
+            total, terms, _ = self.loss(batch, epoch)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if self.config.grad_clip > 0:
@@ -186,8 +201,15 @@ class Trainer:
         best_value: float | None = None
         best_epoch, best_metrics, best_state = 0, {}, None
         history = []
+        for plugin in self.plugins:
+            plugin.start(train, self.config.epochs)
         for epoch in range(self.config.epochs):
-            train_terms = self.train_epoch(train, epoch, hooks)
+            convs: Sequence[Conversation] = train
+            for plugin in self.plugins:
+                convs = plugin.conversations(epoch, convs)
+            train_terms = self.train_epoch(convs, epoch, hooks)
+            for plugin in self.plugins:
+                train_terms.update(plugin.end_epoch(epoch))
             valid = list(valid)
             val = self.validate(valid)
             value = val[self.metric]
