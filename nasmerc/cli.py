@@ -103,7 +103,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     summary = json.loads((run_dir / "search.json").read_text())
     print(f"search {summary['space']}/{summary['strategy']} on {summary['data']}: best valid {summary['metric']} "
           f"{summary['best_valid']:.4f} (epoch {summary['best_epoch']}), {summary['wall_seconds']:.0f}s; "
-          f"supernet {summary['supernet_parameters']:,} parameters, derived {summary['derived_parameters']:,}")
+          + (f"{summary['derived_parameters']:,} parameters" if summary["strategy"] == "fixed" else
+             f"supernet {summary['supernet_parameters']:,} parameters, derived {summary['derived_parameters']:,}"))
     for label, choice in summary["arch_named"].items():
         print(f"  {label}: {choice}")
     if (run_dir / "model.pt").exists():
