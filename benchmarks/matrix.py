@@ -2,7 +2,8 @@
 
     python benchmarks/matrix.py                          # every registered pair that runs
     python benchmarks/matrix.py iteach/router haemsa/evolution corect/fixed
-    python benchmarks/matrix.py --table                  # print the table of what is measured
+    python benchmarks/matrix.py --table                  # print the table of everything measured
+    python benchmarks/matrix.py --results benchmarks/results/matrix_2.json rmnas/tpe   # a second process
 
 Each pair runs as a user would: ``nasmerc search --space S --strategy T`` with the defaults (data
 ``iemocap6``, seed 0), then ``nasmerc retrain`` of its ``arch.yaml`` (the ``fixed`` strategy trains
@@ -11,7 +12,9 @@ Supernet strategies (darts, router) cannot search value / float choices, so thos
 first value (``--fix``), as listed in the table's note. Pairs a strategy refuses are skipped.
 
 Results go to ``benchmarks/results/matrix.json`` (one entry per pair, kept between runs: a pair
-already there is not run again unless ``--again``); run folders to ``runs/matrix/<space>-<strategy>``.
+already there is not run again unless ``--again``; ``--results`` names another file, so that
+processes on separate cores never write one file); run folders to ``runs/matrix/<space>-<strategy>``.
+Wall times depend on what else the machine runs: they are the times of the run, not a benchmark.
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ def main() -> None:
     args = parser.parse_args()
     path = Path(args.results)
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    if args.table:  # every results file of the folder (runs may be split over several processes)
+        for other in sorted(RESULTS.parent.glob("matrix*.json")):
+            results = {**json.loads(other.read_text()), **results}
     if not args.table:
         pairs = [tuple(p.split("/")) for p in args.pairs] or [(s, t) for s in list_search_spaces()
                                                               for t in list_strategies()]

@@ -26,8 +26,9 @@ from nasmerc.nas.choices import choice_modules
 from nasmerc.nas.space import count_parameters
 from nasmerc.train.losses import task_loss
 from search_spaces.fixed import baselines, mfmb
-from search_spaces.fixed.baselines import (BiRNN, EarlyFusionConfig, EarlyFusionSpace, LateFusionConfig,
-                                           LateFusionSpace, TransformerConfig, TransformerSpace, reverse_index)
+from nasmerc.modules.encoders import BiRNN, reverse_index
+from search_spaces.fixed.baselines import (EarlyFusionConfig, EarlyFusionSpace, LateFusionConfig, LateFusionSpace,
+                                           TransformerConfig, TransformerSpace)
 from search_spaces.fixed.mfmb import MFMBConfig, MFMBSpace, generative_loss, hub_order
 from search_spaces.iteach import ITEACHSpace
 

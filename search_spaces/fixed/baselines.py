@@ -35,6 +35,7 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules.heads import TaskHead, check_batch, unimodal_outputs
 from nasmerc.modules.iteach_mixers import AttentionMixer
+from nasmerc.modules.encoders import BiRNN
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import ModelOutput, SearchSpace
 from search_spaces.iteach import ITEACHConfig, ITEACHModel
@@ -42,7 +43,7 @@ from search_spaces.iteach import ITEACHConfig, ITEACHModel
 __all__ = ["TransformerConfig", "TransformerSpace", "transformer_default", "transformer_paper",
            "LateFusionConfig", "LateFusionSpace", "late_fusion_default", "late_fusion_paper",
            "EarlyFusionConfig", "EarlyFusionSpace", "early_fusion_default", "early_fusion_paper",
-           "PAPER_DIMS", "PAPER_PARAMS", "BiRNN", "reverse_index"]
+           "PAPER_DIMS", "PAPER_PARAMS"]
 
 #: IEMOCAP features of the ITEACH-Net paper (Section 4.2, following GCNet): DeBERTa text 1024,
 #: wav2vec audio 512, MA-Net visual 1024. Late and early fusion have no paper of their own and are
@@ -51,40 +52,6 @@ PAPER_DIMS = {"text": 1024, "audio": 512, "visual": 1024}
 #: Parameter counts reported by a paper, per space: the ITEACH-Net teacher has 2.19 M (ITEACH-Net
 #: Table 3); the two fusion baselines have no reported count.
 PAPER_PARAMS: dict[str, int | None] = {"transformer": 2_190_000, "late_fusion": None, "early_fusion": None}
-
-
-def reverse_index(mask: Tensor) -> Tensor:
-    """``[B, N]`` gather index that reverses each sequence's real rows and leaves padding in place."""
-    n = mask.shape[1]
-    steps = torch.arange(n, device=mask.device).unsqueeze(0)
-    lengths = mask.sum(1, keepdim=True)
-    return torch.where(steps < lengths, lengths - 1 - steps, steps)
-
-
-class BiRNN(nn.Module):
-    """A bidirectional GRU / LSTM over the real rows of ``[B, N, D]`` (real rows left-aligned).
-
-    Two one-directional ``nn.GRU`` / ``nn.LSTM`` (the parameters of one bidirectional module): the
-    forward one reads the padded batch (padding comes after every real row, so it never reaches
-    one), the backward one reads each sequence reversed over its real rows. This gives what a
-    packed bidirectional RNN gives, several times faster on a CPU. Output ``[B, N, 2 * hidden]``,
-    zero on padded rows.
-    """
-
-    def __init__(self, kind: str, in_dim: int, hidden: int) -> None:
-        super().__init__()
-        cells = {"gru": nn.GRU, "lstm": nn.LSTM}
-        if kind not in cells:
-            raise NasmercError(f"BiRNN: kind={kind!r}: expected one of {list(cells)}")
-        self.forward_rnn = cells[kind](in_dim, hidden, batch_first=True)
-        self.backward_rnn = cells[kind](in_dim, hidden, batch_first=True)
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        index = reverse_index(mask).unsqueeze(-1)
-        ahead = self.forward_rnn(x)[0]
-        back = self.backward_rnn(x.gather(1, index.expand_as(x)))[0]
-        back = back.gather(1, index.expand_as(back))
-        return torch.cat([ahead, back], dim=-1) * mask.to(x.dtype).unsqueeze(-1)
 
 
 def _check_common(where: str, signature: DataSignature, positive: Mapping[str, int], dropout: float,

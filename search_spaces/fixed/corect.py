@@ -45,6 +45,7 @@ from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules.graph import multimodal_graph, n_relations, to_nodes, to_padded
+from nasmerc.modules.encoders import FCEncoder
 from nasmerc.modules.heads import TaskHead, check_batch, speaker_ids, unimodal_outputs
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import ModelOutput, SearchSpace
@@ -145,17 +146,6 @@ def check_config(cfg: CorectConfig, signature: DataSignature) -> None:
     if n_mods > 1 and cfg.pcm_self_layers and ((n_mods - 1) * cfg.hidden_dim) % cfg.pcm_self_heads:
         raise NasmercError(f"{where}: pcm_self_heads={cfg.pcm_self_heads} does not divide the self-attention "
                            f"width {(n_mods - 1) * cfg.hidden_dim} ((modalities - 1) x hidden_dim)")
-
-
-class FCEncoder(nn.Module):
-    """The acoustic / visual encoder of Section 2.1 (utterance-level unimodal features): ``ReLU(W_2 ReLU(W_1 x))``."""
-
-    def __init__(self, in_dim: int, hidden: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.net(x)
 
 
 class TextTransformer(nn.Module):

@@ -78,7 +78,7 @@ from nasmerc.modules import AttentionOp, MetaFormerBlock, RAttentionMixing, mask
 from nasmerc.modules.heads import TaskHead, check_batch, unimodal_outputs
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import ModelOutput, SearchSpace
-from search_spaces.fixed.baselines import BiRNN
+from nasmerc.modules.encoders import BiRNN
 
 __all__ = ["MFMBConfig", "MFMBSpace", "MFMBNetwork", "mfmb_default", "mfmb_paper", "PAPER_DIMS", "PAPER_PARAMS",
            "hub_order", "generative_loss"]

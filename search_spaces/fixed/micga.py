@@ -51,6 +51,7 @@ from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules.graph import to_nodes, to_padded, utterance_graph
+from nasmerc.modules.encoders import FCEncoder
 from nasmerc.modules.heads import TaskHead, check_batch, present_mask, speaker_ids, unimodal_outputs
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import ModelOutput, SearchSpace
@@ -155,17 +156,6 @@ class BiLSTMEncoder(nn.Module):
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out
-
-
-class FCEncoder(nn.Module):
-    """The audio / visual encoder of IMR (Chapter 3): ``ReLU(W_2 ReLU(W_1 x))``."""
-
-    def __init__(self, in_dim: int, hidden: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.net(x)
 
 
 class FeatureEstimation(nn.Module):
