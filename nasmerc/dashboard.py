@@ -363,7 +363,8 @@ def render(state: DashboardState, now: float | None = None) -> RenderableType:
     measured to the last event, so a replay renders the same text every time.
     """
     panels = [_header(state, now), _progress(state, now), _epochs(state)]
-    if state.weights or (state.strategy and not state.generations and not state.trials):
+    if state.weights or (state.strategy not in ("", "fixed", "retrain") and not state.generations
+                         and not state.trials):
         panels.append(_weights(state))
     if state.generations or state.trials:
         panels.append(_population(state))
