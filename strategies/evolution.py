@@ -51,9 +51,11 @@ from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 
 @dataclass(frozen=True)
 class EvolutionConfig:
+    """Defaults sized for a CPU: about 20 candidates of 2 epochs each (``haemsa`` in under 10 minutes)."""
+
     population: int = 8
-    generations: int = 4
-    candidate_epochs: int = 3
+    generations: int = 3
+    candidate_epochs: int = 2
     tournament: int = 3
     cx_prob: float = 0.5
     mut_prob: float = 0.3
