@@ -52,8 +52,8 @@ def value_fixes(space_name: str, strategy: str) -> list[str]:
     return out
 
 
-def run_pair(space: str, strategy: str) -> dict[str, Any]:
-    out = RUNS / f"{space}-{strategy}"
+def run_pair(space: str, strategy: str, runs: Path = RUNS) -> dict[str, Any]:
+    out = runs / f"{space}-{strategy}"
     if out.exists():
         shutil.rmtree(out)
     fixes = value_fixes(space, strategy)
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--again", action="store_true", help="run pairs already in the results again")
     parser.add_argument("--table", action="store_true", help="only print the table")
     parser.add_argument("--results", default=str(RESULTS), help=f"results file (default {RESULTS})")
+    parser.add_argument("--runs", default=str(RUNS), help=f"folder of the run folders (default {RUNS})")
     args = parser.parse_args()
     path = Path(args.results)
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
@@ -112,7 +113,7 @@ def main() -> None:
                 continue
             print(f"== {key}", flush=True)
             try:
-                results[key] = run_pair(space, strategy)
+                results[key] = run_pair(space, strategy, Path(args.runs))
             except NasmercError as exc:
                 if "nothing for strategy" in str(exc) or "leaves the" in str(exc):
                     continue  # a pair the strategy refuses at once: not part of the matrix
