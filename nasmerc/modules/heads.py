@@ -7,7 +7,7 @@ A model for a :class:`~nasmerc.data.conversation.DataSignature` predicts
   from the mean of the rows over the real ones.
 
 :class:`TaskHead` does both from ``[B, L, H]`` states; :func:`unimodal_outputs` turns per-modality
-states into the ``per_modality_logits`` and ``unimodal_{m}`` auxiliary losses of
+states into the ``per_modality_logits`` and weighted ``unimodal_{m}`` auxiliary losses of
 :class:`~nasmerc.nas.space.ModelOutput`, which modality-balancing plug-ins (SPCL) and models (Ada2I)
 read. :func:`check_batch` refuses a batch whose modalities or widths differ from the signature.
 """
@@ -80,13 +80,16 @@ def present_mask(batch: Batch, modality: str) -> Tensor:
     return batch.mask.bool() & batch.present[..., batch.modalities.index(modality)].bool()
 
 
-def unimodal_outputs(heads: Mapping[str, TaskHead], states: Mapping[str, Tensor], batch: Batch,
-                     task: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Per-modality logits from ``heads[m](states[m])`` and their task losses ``unimodal_{m}``."""
+def unimodal_outputs(heads: Mapping[str, TaskHead], states: Mapping[str, Tensor], batch: Batch, task: str,
+                     weight: float) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, float]]:
+    """Per-modality logits from ``heads[m](states[m])``, and, when ``weight`` > 0, their task losses
+    ``unimodal_{m}`` with that weight each (``aux_losses`` / ``aux_weights`` entries; empty otherwise)."""
     mask = batch.mask.bool()
     logits = {m: heads[m](states[m], mask) for m in heads}
+    if weight <= 0:
+        return logits, {}, {}
     losses = {f"unimodal_{m}": task_loss(out, batch, task) for m, out in logits.items()}
-    return logits, losses
+    return logits, losses, {name: weight for name in losses}
 
 
 def speaker_ids(batch: Batch, n_speakers: int) -> Tensor:

@@ -332,10 +332,10 @@ class Ada2INetwork(nn.Module):
         outputs = {m: self.readout(c, mask) for m, c in cosine.items()}
         aux = {"feature": torch.stack(feature_losses).mean(), "modal": self.modal_loss(outputs, batch)}
         weights = {"feature": self.cfg.feature_weight, "modal": self.cfg.modal_weight}
-        per_modality, unimodal = unimodal_outputs(self.unimodal_heads, encoded, batch, self.task)
-        if self.cfg.unimodal_weight > 0:
-            aux.update(unimodal)
-            weights.update({k: self.cfg.unimodal_weight for k in unimodal})
+        per_modality, unimodal, unimodal_weights = unimodal_outputs(self.unimodal_heads, encoded, batch, self.task,
+                                                                    self.cfg.unimodal_weight)
+        aux.update(unimodal)
+        weights.update(unimodal_weights)
         if self.training and self.cfg.modulation and torch.is_grad_enabled():
             self.last_rho, self.last_k = modulation_coefficients(self.true_class_scores(outputs, batch),
                                                                  self.cfg.alpha)

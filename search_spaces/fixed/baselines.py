@@ -70,12 +70,6 @@ def _check_common(where: str, signature: DataSignature, positive: Mapping[str, i
         raise NasmercError(f"{where}: a classification signature needs classes, got none")
 
 
-def _output(logits: Tensor, per_modality: dict[str, Tensor], losses: dict[str, Tensor],
-            unimodal_weight: float) -> ModelOutput:
-    aux = dict(losses) if unimodal_weight > 0 else {}
-    return ModelOutput(logits=logits, aux_losses=aux, aux_weights={k: unimodal_weight for k in aux},
-                       per_modality_logits=per_modality)
-
 
 # -- transformer: the ITEACH-Net teacher alone ----------------------------------------------------
 @dataclass
@@ -161,8 +155,9 @@ class TransformerModel(nn.Module):
         logits = self.net.predict(fused, mask, pooled=self.pooled)
         if self.task == "regression":
             logits = logits.squeeze(-1)
-        per_modality, losses = unimodal_outputs(self.unimodal_heads, encoded, batch, self.task)
-        return _output(logits, per_modality, losses, self.unimodal_weight)
+        per_modality, aux, weights = unimodal_outputs(self.unimodal_heads, encoded, batch, self.task,
+                                                      self.unimodal_weight)
+        return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
 class TransformerSpace(SearchSpace):
@@ -249,9 +244,9 @@ class LateFusionModel(nn.Module):
         check_batch("late_fusion", self.signature, batch)
         mask = batch.mask.bool()
         states = {m: enc(batch.features[m], mask) for m, enc in self.encoders.items()}
-        per_modality, losses = unimodal_outputs(self.heads, states, batch, self.task)
+        per_modality, aux, weights = unimodal_outputs(self.heads, states, batch, self.task, self.unimodal_weight)
         logits = torch.stack([per_modality[m] for m in self.encoders]).mean(0)
-        return _output(logits, per_modality, losses, self.unimodal_weight)
+        return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
 class LateFusionSpace(SearchSpace):
@@ -336,8 +331,9 @@ class EarlyFusionModel(nn.Module):
         fused = torch.stack(list(shares.values())).sum(0) + self.fuse.bias
         states = self.lstm(self.drop(fused), mask)
         logits = self.head(states, mask)
-        per_modality, losses = unimodal_outputs(self.unimodal_heads, shares, batch, self.task)
-        return _output(logits, per_modality, losses, self.unimodal_weight)
+        per_modality, aux, weights = unimodal_outputs(self.unimodal_heads, shares, batch, self.task,
+                                                      self.unimodal_weight)
+        return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
 class EarlyFusionSpace(SearchSpace):

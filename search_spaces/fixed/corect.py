@@ -298,10 +298,9 @@ class CorectModel(nn.Module):
             parts.append(self.pcm(states, mask))
         fused = torch.cat(parts, dim=-1) * mask.unsqueeze(-1).to(parts[0].dtype)
         logits = self.head(fused, mask)
-        per_modality, losses = unimodal_outputs(self.unimodal_heads, states, batch, self.signature.task)
-        aux: dict[str, Tensor] = losses if self.unimodal_weight > 0 else {}
-        return ModelOutput(logits=logits, aux_losses=aux, aux_weights={k: self.unimodal_weight for k in aux},
-                           per_modality_logits=per_modality)
+        per_modality, aux, weights = unimodal_outputs(self.unimodal_heads, states, batch, self.signature.task,
+                                                      self.unimodal_weight)
+        return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
 class CorectSpace(SearchSpace):

@@ -427,17 +427,13 @@ class MFMBNetwork(nn.Module):
             feats, present = self.temporal_mask(batch, present)
         unimodal, aligned = self.encode(feats, mask)
         logits = self.head(self.fuse(aligned, mask), mask)  # eq. 16
-        per_modality, unimodal_losses = unimodal_outputs(self.unimodal_heads, unimodal, batch, self.task)
-        aux: dict[str, Tensor] = {}
-        weights: dict[str, float] = {}
+        per_modality, aux, weights = unimodal_outputs(self.unimodal_heads, unimodal, batch, self.task,
+                                                      self.unimodal_weight)
         if self.training:  # eqs. 18-19
             for m in self.modalities:
                 missing = mask & ~present[..., batch.modalities.index(m)]
                 aux[f"gen_{m}"] = generative_loss(self.reconstruct[m](aligned[m], mask), batch.complete[m], missing)
                 weights[f"gen_{m}"] = self.recon_weights[m]
-        if self.unimodal_weight > 0:
-            aux.update(unimodal_losses)
-            weights.update({name: self.unimodal_weight for name in unimodal_losses})
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 

@@ -276,15 +276,11 @@ class MiCGAModel(nn.Module):
         parts = [x_gat] + [self.cma[f"{a}_{b}"](fe_blocks[a], fe_blocks[b], mask) for a, b in self.pairs]
         final = torch.cat(parts, dim=-1) * mask.unsqueeze(-1).to(dtype)
         logits = self.head(final, mask)
-        per_modality, losses = unimodal_outputs(self.unimodal_heads, x_miss, batch, self.signature.task)
-        aux: dict[str, Tensor] = {}
-        weights: dict[str, float] = {}
+        per_modality, aux, weights = unimodal_outputs(self.unimodal_heads, x_miss, batch, self.signature.task,
+                                                      self.unimodal_weight)
         if self.training and self.recon_weight > 0:
             aux["reconstruction"] = self.reconstruction(to_padded(coarse_nodes, mask), batch)
             weights["reconstruction"] = self.recon_weight
-        if self.unimodal_weight > 0:
-            aux.update(losses)
-            weights.update({k: self.unimodal_weight for k in losses})
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 

@@ -251,11 +251,8 @@ class MultiDAGNetwork(nn.Module):
             h = layer(h, adjacency, same) * keep
             outputs.append(h)
         logits = self.head(torch.cat(outputs, dim=-1), mask)  # H_i = ||_l H_i^l
-        per_modality, unimodal = unimodal_outputs(self.unimodal_heads, encoded, batch, self.signature.task)
-        aux, weights = {}, {}
-        if self.unimodal_weight > 0:
-            aux = unimodal
-            weights = {k: self.unimodal_weight for k in unimodal}
+        per_modality, aux, weights = unimodal_outputs(self.unimodal_heads, encoded, batch, self.signature.task,
+                                                      self.unimodal_weight)
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
