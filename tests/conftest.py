@@ -56,3 +56,13 @@ def random_conversations(sig: DataSignature, lengths: list[int], seed: int = 0) 
             labels=labels,
         ))
     return out
+
+
+def utterance_batch(sig: DataSignature, rate: float = 0.0, lengths: tuple[int, ...] = (4, 6, 5)):
+    """A batch of utterance-level samples for ``sig`` (rows are frames, one label per sample), with
+    modalities dropped at ``rate`` (GCNet protocol, one kept per frame) when it is above 0."""
+    from nasmerc.data.batch import collate
+    from nasmerc.data.missing import mask_batch
+
+    batch = collate(random_conversations(sig, list(lengths)), sig)
+    return mask_batch(batch, rate, np.random.default_rng(1), True) if rate > 0 else batch

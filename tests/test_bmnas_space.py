@@ -9,14 +9,12 @@ import random
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from conftest import TINY
+from conftest import TINY, utterance_batch
 from nasmerc.data.batch import Batch, collate
-from nasmerc.data.conversation import Conversation
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.modules.bmnas import MultiLevelFusionNetwork
@@ -136,16 +134,6 @@ def test_bad_architecture_names_the_label(dataset) -> None:
     with pytest.raises(NasmercError, match="text.block0.mixer"):
         space.build(arch)
 
-
-def utterance_batch(sig, n: int = 3) -> Batch:
-    rng = np.random.default_rng(0)
-    convs = [Conversation(id=f"u{i}", features={m: rng.normal(size=(4 + i, sig.dims[m])).astype(np.float32)
-                                                for m in sig.modalities},
-                          speakers=np.zeros(4 + i, dtype=int),
-                          labels=(rng.integers(0, sig.n_classes, 1) if sig.task == "classification"
-                                  else rng.uniform(-3, 3, 1).astype(np.float32)))
-             for i in range(n)]
-    return collate(convs, sig)
 
 
 @pytest.mark.parametrize("task, level", [("classification", "dialogue"), ("regression", "dialogue"),

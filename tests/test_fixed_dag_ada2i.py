@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import random_conversations
+from conftest import random_conversations, utterance_batch
 from nasmerc.data.batch import Batch, collate
-from nasmerc.data.conversation import Conversation, DataSignature
+from nasmerc.data.conversation import DataSignature
 from nasmerc.data.missing import mask_batch
 from nasmerc.errors import NasmercError
 from nasmerc.nas.space import count_parameters
@@ -44,16 +44,6 @@ def masked(ds, n: int = 3, rate: float = 0.5, seed: int = 0) -> Batch:
     """The first ``n`` training conversations with modalities dropped at ``rate``."""
     return mask_batch(collate(ds.split("train")[:n], ds.signature), rate, np.random.default_rng(seed), False)
 
-
-def utterance_batch(sig: DataSignature, n: int = 3) -> Batch:
-    rng = np.random.default_rng(0)
-    convs = [Conversation(id=f"u{i}", features={m: rng.normal(size=(4 + i, sig.dims[m])).astype(np.float32)
-                                                for m in sig.modalities},
-                          speakers=np.zeros(4 + i, dtype=int),
-                          labels=(rng.integers(0, sig.n_classes, 1) if sig.task == "classification"
-                                  else rng.uniform(-3, 3, 1).astype(np.float32)))
-             for i in range(n)]
-    return mask_batch(collate(convs, sig), 0.5, np.random.default_rng(1), True)
 
 
 def total_loss(out: Any, batch: Batch, task: str) -> torch.Tensor:
@@ -85,7 +75,7 @@ def test_output_shapes_loss_and_gradients(tiny_dataset, tiny_regression, name: s
     sig = replace(ds.signature, level=level)
     torch.manual_seed(0)
     model = small_space(name, sig).build({})
-    batch = masked(ds) if level == "dialogue" else utterance_batch(sig)
+    batch = masked(ds) if level == "dialogue" else utterance_batch(sig, 0.5)
     out = model(batch)
     b, n = batch.mask.shape
     c = sig.n_outputs

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_conversations
+from conftest import random_conversations, utterance_batch
 from nasmerc.data.batch import Batch, collate
 from nasmerc.data.conversation import DataSignature
 from nasmerc.data.missing import mask_batch
@@ -42,10 +42,6 @@ def total_loss(out: Any, batch: Batch, task: str) -> torch.Tensor:
 def masked(ds, n: int = 3, rate: float = 0.5, seed: int = 0) -> Batch:
     return mask_batch(collate(ds.split("train")[:n], ds.signature), rate, np.random.default_rng(seed), False)
 
-
-def utterance_batch(sig: DataSignature) -> Batch:
-    batch = collate(random_conversations(sig, [4, 6, 5]), sig)
-    return mask_batch(batch, 0.5, np.random.default_rng(1), True)
 
 
 def grad_norm(module: torch.nn.Module) -> float:
@@ -185,7 +181,7 @@ def test_output_shapes(tiny_dataset, tiny_regression, name: str, task: str, leve
     sig = replace(ds.signature, level=level)
     cls, cfg = SPACES[name]
     model = cls(sig, replace(cfg, unimodal_weight=0.5)).build({})
-    batch = masked(ds) if level == "dialogue" else utterance_batch(sig)
+    batch = masked(ds) if level == "dialogue" else utterance_batch(sig, 0.5)
     out = model(batch)
     b, n = batch.mask.shape
     c = sig.n_outputs

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import TINY
+from conftest import TINY, utterance_batch
 from nasmerc.data.batch import Batch, collate
 from nasmerc.data.conversation import Conversation, DataSignature
 from nasmerc.data.missing import mask_batch
@@ -65,17 +65,6 @@ def masked(ds, n: int = 3, seed: int = 0) -> Batch:
     """The first ``n`` training conversations at missing rate 0.5 (one modality kept per row)."""
     return mask_batch(collate(ds.split("train")[:n], ds.signature), 0.5, np.random.default_rng(seed), False)
 
-
-def utterance_batch(sig: DataSignature, n: int = 3) -> Batch:
-    rng = np.random.default_rng(0)
-    convs = [Conversation(id=f"u{i}", features={m: rng.normal(size=(4 + i, sig.dims[m])).astype(np.float32)
-                                                for m in sig.modalities},
-                          speakers=np.zeros(4 + i, dtype=int),
-                          labels=(rng.integers(0, sig.n_classes, 1) if sig.task == "classification"
-                                  else rng.uniform(-3, 3, 1).astype(np.float32)))
-             for i in range(n)]
-    batch = collate(convs, sig)
-    return mask_batch(batch, 0.5, np.random.default_rng(1), True)
 
 
 def total_loss(out: Any, batch: Batch, task: str) -> torch.Tensor:
@@ -130,7 +119,7 @@ def test_output_shapes(name: str, task: str, level: str, dataset, regression) ->
     ds = dataset if task == "classification" else regression
     sig = replace(ds.signature, level=level)
     model = tiny(name, sig).train()
-    batch = masked(ds) if level == "dialogue" else utterance_batch(sig)
+    batch = masked(ds) if level == "dialogue" else utterance_batch(sig, 0.5)
     out = model(batch)
     b, n = batch.mask.shape
     c = sig.n_outputs
