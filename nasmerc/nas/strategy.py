@@ -87,17 +87,16 @@ class Strategy(ABC):
 
 
 
-def has_open_choices(space: SearchSpace, fixed: Mapping[str, Any]) -> bool:
-    """Whether ``space`` leaves anything to search once ``fixed`` is applied."""
-    return any(spec.label not in fixed for spec in space.choices(fixed))
-
-
 def require_something_to_search(strategy: Strategy, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
-    """Refuse a searching strategy on a space with nothing left to choose, naming the way out."""
+    """Refuse a searching strategy on a space with nothing left to choose once ``fixed`` is applied,
+    naming the way out."""
     from nasmerc.errors import NasmercError
 
-    if strategy.searches and not has_open_choices(space, fixed):
-        what = "has no choice points" if not space.choices(fixed) else "has every choice fixed by --fix"
+    if not strategy.searches:
+        return
+    specs = space.choices(fixed)
+    if all(spec.label in fixed for spec in specs):
+        what = "has no choice points" if not specs else "has every choice fixed by --fix"
         raise NasmercError(f"space {space.name!r} {what}: nothing for strategy {strategy.name!r} to search; "
                            "use --strategy fixed (it trains the one architecture)")
 
