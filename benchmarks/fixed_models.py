@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 
 from nasmerc.data.conversation import DataSignature
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.registry import get_search_space, list_search_spaces
 
 CLASSES = ("hap", "sad", "neu", "ang", "exc", "fru")

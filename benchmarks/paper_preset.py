@@ -17,7 +17,7 @@ import torch
 
 from nasmerc.data.batch import collate
 from nasmerc.data.conversation import Conversation, DataSignature
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.registry import get_search_space
 from nasmerc.train.losses import task_loss
 

@@ -21,7 +21,7 @@ from torch import nn
 from nasmerc.config import apply_overrides
 from nasmerc.data.missing import DEFAULT_RATES
 from nasmerc.evaluate import share_of_oracle
-from nasmerc.nas.space import ModelOutput
+from nasmerc.outputs import ModelOutput
 from nasmerc.registry import get_search_space
 from nasmerc.runs import ArchFile
 from nasmerc.train.trainer import TrainConfig, Trainer

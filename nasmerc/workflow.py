@@ -23,7 +23,7 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import EventSink
 from nasmerc.io import write_json, write_torch
 from nasmerc.nas.choices import named_arch
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext, require_something_to_search
 from nasmerc.registry import create_dataset, get_search_space, get_strategy
 from nasmerc.runs import (ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, new_run_dir,

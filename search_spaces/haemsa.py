@@ -56,7 +56,8 @@ from nasmerc.modules.experts import (HIERARCHY_FUSIONS, CrossModalIntegration, F
                                      TaskFeatureSelection, TaskTowers, UncertaintyWeights, kl_transfer,
                                      masked_mean)
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 from nasmerc.train.losses import select_real
 
 __all__ = ["HAEMSAConfig", "HAEMSASpace", "HAEMSANetwork", "TaskSpec", "plan_tasks", "class_polarity",

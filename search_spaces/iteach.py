@@ -59,7 +59,8 @@ from nasmerc.modules import AttentionOp, MetaFormerBlock
 from nasmerc.modules.ecce import ECCEncoder
 from nasmerc.modules.iteach_mixers import ITEACH_MIXERS, AttentionMixer
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 from nasmerc.train.losses import task_loss
 
 __all__ = ["ITEACHConfig", "ITEACHSpace", "ITEACHNetwork", "ITEACHModel", "iteach_default", "iteach_paper"]

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import torch
 
 from nasmerc.errors import NasmercError
-from nasmerc.nas.space import SearchSpace, count_parameters
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 from nasmerc.train.trainer import Trainer
 

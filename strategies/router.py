@@ -52,7 +52,8 @@ from nasmerc.data.batch import iterate_batches
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_torch
 from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules, first_tensor, route
-from nasmerc.nas.space import SearchSpace, count_parameters
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, inactive_labels, require_fixed_values
 from nasmerc.train.trainer import Trainer
 

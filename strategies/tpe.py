@@ -50,7 +50,7 @@ from nasmerc.io import write_json
 from nasmerc.nas.choices import ChoiceSpec
 from nasmerc.nas.population import (CandidateResult, TrialLog, check_positive, evaluate_candidate,
                                     search_result)
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 
 STUDY_FILE = "optuna.db"

@@ -19,7 +19,7 @@ from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.modules.bmnas import MultiLevelFusionNetwork
 from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.train.losses import task_loss
 from search_spaces import rmnas
 from search_spaces.bmnas import BMNASConfig, BMNASNetwork, BMNASSpace, bmnas_paper

@@ -17,7 +17,8 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.nas.choices import (ChoiceContext, ChoiceSpec, ChosenInputs, InputChoice, OpChoice, UnresolvedChoice,
                                  choice_modules)
-from nasmerc.nas.space import SearchSpace, count_parameters
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import count_parameters
 
 IN_DIM, N_OUT = 4, 3
 SIG = DataSignature(("text",), {"text": IN_DIM}, "classification", "dialogue", ("a", "b", "c"), 1)

@@ -20,7 +20,7 @@ from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
 from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.train.trainer import TrainConfig, Trainer
 from search_spaces.rmnas import RMNASSpace

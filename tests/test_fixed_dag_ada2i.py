@@ -19,7 +19,7 @@ from nasmerc.data.batch import Batch, collate
 from nasmerc.data.conversation import DataSignature
 from nasmerc.data.missing import mask_batch
 from nasmerc.errors import NasmercError
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.train.losses import task_loss
 from search_spaces.fixed import ada2i, multidag
 from search_spaces.fixed.ada2i import Ada2IConfig, Ada2ISpace, AFWLayer, modulation_coefficients

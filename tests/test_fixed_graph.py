@@ -19,7 +19,7 @@ from nasmerc.data.missing import mask_batch
 from nasmerc.errors import NasmercError
 from nasmerc.modules.graph import (FUTURE, PAST, SELF, multimodal_graph, n_relations, relation_names, temporal_pairs,
                                    to_nodes, to_padded, utterance_graph, utterance_index)
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.train.losses import task_loss
 from search_spaces.fixed import corect, micga
 from search_spaces.fixed.corect import CorectConfig, CorectSpace

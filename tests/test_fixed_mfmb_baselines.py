@@ -23,7 +23,7 @@ from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.modules.iteach_mixers import AttentionMixer
 from nasmerc.nas.choices import choice_modules
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.train.losses import task_loss
 from search_spaces.fixed import baselines, mfmb
 from nasmerc.modules.encoders import BiRNN, reverse_index

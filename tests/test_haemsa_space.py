@@ -21,7 +21,7 @@ from nasmerc.events import Events, ListSink
 from nasmerc.modules.experts import FusionLevel, kl_transfer
 from nasmerc.nas.choices import OpChoice, UnresolvedChoice, choice_modules
 from nasmerc.nas.population import sample_arch
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext
 from nasmerc.train.trainer import TrainConfig, Trainer
 from search_spaces.haemsa import (DEFAULT_POLARITY, HAEMSAConfig, HAEMSASpace, class_polarity, haemsa_paper,

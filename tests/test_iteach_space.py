@@ -23,7 +23,7 @@ from nasmerc.errors import NasmercError
 from nasmerc.modules.ecce import ECCEncoder
 from nasmerc.modules.iteach_mixers import ITEACH_MIXERS, MLPMixer
 from nasmerc.nas.choices import OpChoice, choice_modules
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.train.losses import task_loss
 from nasmerc.train.trainer import TrainConfig, Trainer
 from search_spaces.iteach import ITEACHConfig, ITEACHSpace, iteach_paper

@@ -16,7 +16,8 @@ from nasmerc.data.batch import collate
 from nasmerc.data.conversation import Conversation
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 from nasmerc.nas.strategy import SearchContext, require_something_to_search
 from nasmerc.registry import get_strategy
 from nasmerc.train.curriculum import Curriculum, CurriculumConfig, curriculum_bins, difficulty, emotion_shifts

@@ -26,7 +26,8 @@ from nasmerc.events import Events, ListSink
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.population import (CandidateTask, TrialLog, decode, encode, evaluate_candidate, evaluate_task,
                                     genes, sample_arch, sample_genome, search_result)
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 from nasmerc.train.trainer import TrainConfig
 from strategies.evolution import Evolution, EvolutionConfig, crossover, diversity, mutate

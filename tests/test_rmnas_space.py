@@ -20,7 +20,7 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules import FUSION_OPS, TOKEN_MIXERS
 from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.train.losses import task_loss
 from search_spaces.rmnas import RMNASConfig, RMNASSpace, rmnas_paper
 

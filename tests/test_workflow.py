@@ -17,7 +17,7 @@ import yaml
 from nasmerc.cli import main
 from nasmerc.errors import NasmercError
 from nasmerc.events import read_events
-from nasmerc.nas.space import count_parameters
+from nasmerc.outputs import count_parameters
 from nasmerc.registry import get_search_space
 from nasmerc.runs import ArchFile
 from nasmerc.data.conversation import DataSignature

@@ -178,6 +178,13 @@ class ConversationDataset:
         return out
 
 
+def speaker_roles(speakers: np.ndarray) -> np.ndarray:
+    """Speaker ids renumbered 0..S-1 in order of first appearance (the generator's and the oracle's
+    speaker roles of one conversation)."""
+    order: dict[int, int] = {}
+    return np.array([order.setdefault(int(s), len(order)) for s in speakers], dtype=np.int64)
+
+
 def carve_validation(
     train: list[Conversation], fraction: float, seed: int
 ) -> tuple[list[Conversation], list[Conversation]]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from nasmerc import metrics
-from nasmerc.data.conversation import Conversation
+from nasmerc.data.conversation import Conversation, speaker_roles
 from nasmerc.data.hmm import label_posteriors
 from nasmerc.data.missing import fixed_masks
 
@@ -75,10 +75,8 @@ class SyntheticOracle:
 
     def posterior(self, conv: Conversation, present: np.ndarray | None = None) -> np.ndarray:
         """``[L, K]`` exact posterior of every label given the whole conversation."""
-        from nasmerc.data.synthetic import _roles
-
         ll = self.log_likelihood(conv, present)
-        roles = _roles(conv.speakers)
+        roles = speaker_roles(conv.speakers)
         n, k = len(conv), self.cfg.n_levels
         if self.cfg.process == "chain":
             labels = [np.arange(k)] * n

@@ -42,7 +42,8 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 
 from nasmerc.config import apply_overrides, to_plain
-from nasmerc.data.conversation import Conversation, ConversationDataset, DataSignature
+from nasmerc.data.conversation import Conversation, ConversationDataset, DataSignature, speaker_roles
+from nasmerc.data.oracle import SyntheticOracle
 from nasmerc.errors import NasmercError
 
 MAX_JOINT_STATES = 512
@@ -225,12 +226,6 @@ class World:
         return cls(means, speakers, projections)
 
 
-def _roles(speakers: np.ndarray) -> np.ndarray:
-    """Speaker ids renumbered 0..S-1 in order of first appearance."""
-    order: dict[int, int] = {}
-    return np.array([order.setdefault(int(s), len(order)) for s in speakers], dtype=np.int64)
-
-
 def _sample_labels(cfg: SyntheticConfig, roles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw the hidden emotions of one conversation by the rules in the module docstring."""
     prior, i, c = cfg.prior, cfg.inertia, cfg.contagion
@@ -289,8 +284,6 @@ def _emit(world: World, cfg: SyntheticConfig, labels: np.ndarray, speakers: np.n
 
 def generate(cfg: SyntheticConfig) -> ConversationDataset:
     """Draw the train / valid / test conversations of ``cfg`` and attach the exact oracle."""
-    from nasmerc.data.oracle import SyntheticOracle
-
     cfg.check()
     world = World.draw(cfg)
     rng = np.random.default_rng([cfg.seed, 1])
@@ -300,7 +293,7 @@ def generate(cfg: SyntheticConfig) -> ConversationDataset:
         for j in range(count):
             n = _sample_length(cfg, rng)
             speakers = _sample_speakers(cfg, n, rng)
-            levels = _sample_labels(cfg, _roles(speakers), rng)
+            levels = _sample_labels(cfg, speaker_roles(speakers), rng)
             labels = (levels - 3).astype(np.float32) if cfg.task == "regression" else levels
             convs.append(Conversation(
                 id=f"{cfg.preset}_{split}_{j:04d}",

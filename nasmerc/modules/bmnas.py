@@ -27,7 +27,7 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules.fusion_ops import FUSION_OPS
 from nasmerc.nas.choices import ChoiceContext, ChosenInputs
-from nasmerc.nas.space import ModelOutput
+from nasmerc.outputs import ModelOutput
 from nasmerc.train.losses import task_loss
 
 __all__ = ["FusionConfig", "FusionStep", "FusionCell", "BMNASFusion"]

@@ -8,7 +8,7 @@ A model for a :class:`~nasmerc.data.conversation.DataSignature` predicts
 
 :class:`TaskHead` does both from ``[B, L, H]`` states; :func:`unimodal_outputs` turns per-modality
 states into the ``per_modality_logits`` and weighted ``unimodal_{m}`` auxiliary losses of
-:class:`~nasmerc.nas.space.ModelOutput`, which modality-balancing plug-ins (SPCL) and models (Ada2I)
+:class:`~nasmerc.outputs.ModelOutput`, which modality-balancing plug-ins (SPCL) and models (Ada2I)
 read. :func:`check_batch` refuses a batch whose modalities or widths differ from the signature.
 """
 

@@ -33,7 +33,8 @@ from nasmerc.data.conversation import ConversationDataset
 from nasmerc.errors import NasmercError
 from nasmerc.events import CallbackSink, Events
 from nasmerc.nas.choices import ChoiceSpec, UnresolvedChoice
-from nasmerc.nas.space import SearchSpace, count_parameters
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchResult
 from nasmerc.train.trainer import TrainConfig, Trainer
 

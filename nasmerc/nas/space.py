@@ -1,21 +1,21 @@
-"""The search-space base class and the model output contract.
+"""The search-space base classes: :class:`SearchSpace` and, for hand-designed models, :class:`FixedSpace`.
 
-A space is declared apart from any strategy: a config dataclass with named presets, and one method,
-:meth:`SearchSpace.network`, that builds the network by asking a
-:class:`~nasmerc.nas.choices.ChoiceContext` for every free decision. From that one method the base
-class derives the rest: the list of choice points, the supernet a differentiable strategy trains,
-and :meth:`SearchSpace.build`, the pure map from an architecture to a fixed model.
+A space is declared apart from any strategy: a config dataclass with named presets, a
+:meth:`SearchSpace.check_config` hook that refuses values that cannot work (with the helpers of
+``nasmerc.checks``), and a network class built as ``Network(signature, config, ctx)``, asking a
+:class:`~nasmerc.nas.choices.ChoiceContext` for every free decision. From that one constructor the
+base class derives the rest: the list of choice points, the supernet a differentiable strategy
+trains, and :meth:`SearchSpace.build`, the pure map from an architecture to a fixed model.
 
-A degenerate space (a hand-designed model) asks no question: its architecture is empty.
+A degenerate space (a hand-designed model) asks no question: its architecture is empty, and it sets
+``Model`` (built as ``Model(signature, config)``) on a :class:`FixedSpace`.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from abc import ABC
 from typing import Any, Callable, ClassVar, Mapping
 
-import torch
 from torch import nn
 
 from nasmerc.config import apply_overrides, to_plain
@@ -24,25 +24,9 @@ from nasmerc.errors import NasmercError
 from nasmerc.nas.choices import ChoiceContext, ChoiceSpec
 
 
-@dataclass
-class ModelOutput:
-    """What a model returns for a :class:`~nasmerc.data.batch.Batch`.
-
-    - ``logits``: ``[B, L, C]`` class scores, or ``[B, L]`` regression scores (``[B, C]`` / ``[B]``
-      for utterance-level tasks);
-    - ``aux_losses``: named scalar losses (reconstruction, distillation, unimodal task losses ...);
-      the trainer adds each times ``aux_weights[name]`` (1.0 when absent) and logs each one;
-    - ``per_modality_logits``: optional unimodal predictions for plug-ins that balance modalities.
-    """
-
-    logits: torch.Tensor
-    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
-    aux_weights: dict[str, float] = field(default_factory=dict)
-    per_modality_logits: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 class SearchSpace(ABC):
-    """Base class of every space. Subclasses set ``name``, ``Config``, ``presets`` and ``network``.
+    """Base class of every space. Subclasses set ``name``, ``Config``, ``presets`` and ``Network``
+    (or override :meth:`network`), and may override :meth:`check_config`.
 
     ``Config`` is a dataclass whose defaults run on a CPU in seconds; ``presets`` maps a preset name
     (at least ``default``; ``paper`` for the paper's sizes) to a function returning a config.
@@ -51,10 +35,24 @@ class SearchSpace(ABC):
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
     presets: ClassVar[dict[str, Callable[[], Any]]] = {}
+    Network: ClassVar[Callable[..., nn.Module] | None] = None
+    """Called as ``Network(signature, config, ctx)`` by the default :meth:`network`."""
 
     def __init__(self, signature: DataSignature, config: Any = None) -> None:
         self.signature = signature
         self.config = config if config is not None else self.presets["default"]()
+        check_signature(self.where, signature)
+        self.check_config()
+
+    @property
+    def where(self) -> str:
+        """How error messages name this space: ``space 'rmnas'``."""
+        return f"space {self.name!r}"
+
+    def check_config(self) -> None:
+        """Refuse a config (``self.config``) that cannot work with ``self.signature``, naming the first bad
+        field (a :class:`~nasmerc.errors.NasmercError`; see ``nasmerc.checks``). Called once, when the
+        space is made, so a bad ``--set`` stops before any run folder exists. Default: accept."""
 
     @classmethod
     def from_preset(cls, signature: DataSignature, preset: str = "default",
@@ -68,10 +66,13 @@ class SearchSpace(ABC):
     def config_dict(self) -> dict[str, Any]:
         return to_plain(self.config)
 
-    @abstractmethod
     def network(self, ctx: ChoiceContext) -> nn.Module:
         """Build the network, asking ``ctx`` for every free decision; the model's ``forward`` takes a
-        :class:`~nasmerc.data.batch.Batch` and returns a :class:`ModelOutput`."""
+        :class:`~nasmerc.data.batch.Batch` and returns a :class:`~nasmerc.outputs.ModelOutput`.
+        Default: ``Network(signature, config, ctx)``."""
+        if self.Network is None:
+            raise NotImplementedError(f"{type(self).__name__} sets neither Network nor network()")
+        return self.Network(self.signature, self.config, ctx)
 
     # -- derived from network() ---------------------------------------------------------------
     def supernet(self, fixed: Mapping[str, Any] | None = None) -> nn.Module:
@@ -126,5 +127,25 @@ class SearchSpace(ABC):
         return {label: spec.check(arch[label]) for label, spec in ctx.specs.items()}
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+class FixedSpace(SearchSpace):
+    """A hand-designed model: a space with no choice point. Subclasses set ``Model``, built as
+    ``Model(signature, config)``; ``paper_params`` is the parameter count its paper reports, if any."""
+
+    Model: ClassVar[Callable[..., nn.Module] | None] = None
+    paper_params: ClassVar[int | None] = None
+
+    def network(self, ctx: ChoiceContext) -> nn.Module:
+        if self.Model is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no Model")
+        return self.Model(self.signature, self.config)
+
+
+def check_signature(where: str, signature: DataSignature) -> None:
+    """What every space needs of the data: modalities, each with a feature width, and something to
+    predict."""
+    if not signature.modalities or any(m not in signature.dims for m in signature.modalities):
+        raise NasmercError(f"{where}: the data signature needs modalities with dims, got "
+                           f"modalities={list(signature.modalities)}, dims={signature.dims}")
+    if signature.n_outputs < 1:
+        raise NasmercError(f"{where}: a classification signature needs classes, got none")

@@ -28,7 +28,7 @@ from nasmerc.data.conversation import Conversation, DataSignature
 from nasmerc.errors import NasmercError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nasmerc.nas.space import ModelOutput
+    from nasmerc.outputs import ModelOutput
 
 
 class Plugin:

@@ -36,7 +36,7 @@ from nasmerc.errors import NasmercError
 from nasmerc.train.plugins import Plugin
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nasmerc.nas.space import ModelOutput
+    from nasmerc.outputs import ModelOutput
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from nasmerc.data.batch import Batch, iterate_batches
 from nasmerc.data.conversation import Conversation, DataSignature
 from nasmerc.data.missing import fixed_masks, make_schedule, mask_batch, stack_masks
 from nasmerc.events import Events
-from nasmerc.nas.space import ModelOutput
+from nasmerc.outputs import ModelOutput
 from nasmerc.train.losses import select_real, task_loss
 from nasmerc.train.plugins import make_plugins
 

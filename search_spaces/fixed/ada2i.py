@@ -45,7 +45,8 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules.heads import TaskHead, check_batch, masked_mean, present_mask, unimodal_outputs
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 
 __all__ = ["Ada2IConfig", "Ada2ISpace", "Ada2INetwork", "AFWLayer", "AMW", "ModalityEncoder",
            "modulation_coefficients", "ada2i_default", "ada2i_paper", "PAPER_DIMS", "PAPER_PARAMS"]

@@ -37,7 +37,8 @@ from nasmerc.modules.heads import TaskHead, check_batch, unimodal_outputs
 from nasmerc.modules.iteach_mixers import AttentionMixer
 from nasmerc.modules.encoders import BiRNN
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 from search_spaces.iteach import ITEACHConfig, ITEACHModel
 
 __all__ = ["TransformerConfig", "TransformerSpace", "transformer_default", "transformer_paper",

@@ -48,7 +48,8 @@ from nasmerc.modules.graph import multimodal_graph, n_relations, to_nodes, to_pa
 from nasmerc.modules.encoders import FCEncoder
 from nasmerc.modules.heads import TaskHead, check_batch, speaker_ids, unimodal_outputs
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 
 __all__ = ["CorectConfig", "CorectSpace", "CorectModel", "corect_default", "corect_paper", "PAPER_DIMS",
            "PAPER_PARAMS"]

@@ -77,7 +77,8 @@ from nasmerc.errors import NasmercError
 from nasmerc.modules import AttentionOp, MetaFormerBlock, RAttentionMixing, masked_softmax
 from nasmerc.modules.heads import TaskHead, check_batch, unimodal_outputs
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 from nasmerc.modules.encoders import BiRNN
 
 __all__ = ["MFMBConfig", "MFMBSpace", "MFMBNetwork", "mfmb_default", "mfmb_paper", "PAPER_DIMS", "PAPER_PARAMS",

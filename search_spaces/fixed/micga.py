@@ -54,7 +54,8 @@ from nasmerc.modules.graph import to_nodes, to_padded, utterance_graph
 from nasmerc.modules.encoders import FCEncoder
 from nasmerc.modules.heads import TaskHead, check_batch, present_mask, speaker_ids, unimodal_outputs
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 
 __all__ = ["MiCGAConfig", "MiCGASpace", "MiCGAModel", "micga_default", "micga_paper", "PAPER_DIMS", "PAPER_PARAMS"]
 

@@ -36,7 +36,8 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules.heads import TaskHead, check_batch, speaker_ids, unimodal_outputs
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import ModelOutput, SearchSpace
+from nasmerc.nas.space import SearchSpace
+from nasmerc.outputs import ModelOutput
 
 __all__ = ["MultiDAGConfig", "MultiDAGSpace", "MultiDAGNetwork", "DAGLayer", "dag_adjacency", "dag_edges",
            "multidag_default", "multidag_paper", "PAPER_DIMS", "PAPER_PARAMS"]
