@@ -12,8 +12,9 @@ import sys
 from typing import Callable, Sequence
 
 from nasmerc.errors import NasmercError
+from nasmerc.spec import RunSpec
 
-DEFAULT_DATA = "iemocap6"
+DEFAULT_DATA = RunSpec().data
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -86,20 +87,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not list_search_spaces():
         print("nasmerc is installed; no search space is registered, so there is nothing to search.")
         return 0
-    shortcuts = [f"strategy.{k}={getattr(args, k)}" for k in ("population", "generations", "trials", "workers")
-                 if getattr(args, k) is not None]
-    if args.prune_below is not None:
-        shortcuts.append(f"strategy.prune_below={args.prune_below}")
-    for key in ("storage", "objectives"):
-        if getattr(args, key) is not None:
-            shortcuts.append(f"strategy.{key}={getattr(args, key)}")
+    shortcuts = [f"strategy.{key}={value}" for key, value in args.strategy_flags.items()]
     if args.nan_to_zero:
         shortcuts.append("data.nan_to_zero=true")
     run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
         args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config,
         sets=[*args.set, *shortcuts],
-        fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, out=args.out,
-        plugins=args.plugin, sinks=sinks))
+        fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers,
+        out=args.out, plugins=args.plugin, sinks=sinks))
     summary = json.loads((run_dir / "search.json").read_text())
     print(f"search {summary['space']}/{summary['strategy']} on {summary['data']}: best valid {summary['metric']} "
           f"{summary['best_valid']:.4f} (epoch {summary['best_epoch']}), {summary['wall_seconds']:.0f}s; "
@@ -156,6 +151,34 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StrategyFlag(argparse.Action):
+    """Collects ``--trials 8`` style flags into ``args.strategy_flags`` (``{"trials": "8"}``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        flags = dict(getattr(namespace, "strategy_flags", None) or {})
+        flags[self.dest] = values
+        namespace.strategy_flags = flags
+
+
+def add_strategy_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for every config field a registered strategy offers as a shortcut (``Strategy.shortcuts``):
+    ``--trials N`` is ``--set strategy.trials=N``, checked by the strategy's config like any ``--set``."""
+    from dataclasses import fields
+
+    from nasmerc.registry import get_strategy, list_strategies
+
+    parser.set_defaults(strategy_flags={})
+    offered: dict[str, list[str]] = {}
+    for name in list_strategies():
+        cls = get_strategy(name)
+        for key in cls.shortcuts:
+            if key in {f.name for f in fields(cls.Config)}:
+                offered.setdefault(key, []).append(name)
+    for key, names in sorted(offered.items()):
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, action=_StrategyFlag, default=argparse.SUPPRESS,
+                            metavar="VALUE", help=f"strategy.{key} ({', '.join(names)})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nasmerc import __version__
 
@@ -197,16 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="training epochs of the search")
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="train N candidates at a time in worker processes (population strategies; default 1)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<time>-<space>-<strategy>)")
     p.add_argument("--no-dashboard", action="store_true", help="plain progress lines instead of the live view")
     p.add_argument("--nan-to-zero", action="store_true", help="zero NaN / inf features of a file instead of refusing it")
-    for flag in ("population", "generations", "trials", "workers"):
-        p.add_argument(f"--{flag}", type=int, default=None, help=f"strategy.{flag} (population strategies)")
-    p.add_argument("--prune-below", type=float, default=None, help="strategy.prune_below (router)")
-    p.add_argument("--storage", default=None, metavar="URL", help="strategy.storage (tpe): journal (a journal file in the run folder), journal:PATH, "
-                        "or an Optuna database URL (default: optuna.db in the run folder)")
-    p.add_argument("--objectives", default=None, metavar="metric,params",
-                   help="strategy.objectives: metric,params for a multi-objective NSGA-II study (tpe)")
+    add_strategy_flags(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="derive the architecture of a search run again and write arch.yaml")
@@ -219,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE")
     p.add_argument("--plugin", action="append", default=[], metavar="NAME", help="add a training plug-in")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=None, help="default: the arch file's")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the arch file's)")
     p.add_argument("--out", default=None, metavar="DIR", help="default: retrain/ beside the arch file")
     p.add_argument("--no-dashboard", action="store_true")
     p.set_defaults(func=cmd_retrain)

@@ -138,14 +138,15 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any], where: str = "config
     return dataclasses.replace(cfg, **changes)
 
 
+def plain(value: Any) -> Any:
+    """``value`` as plain YAML/JSON-ready values: tuples become lists, mapping keys strings, nested."""
+    if isinstance(value, (list, tuple)):
+        return [plain(x) for x in value]
+    if isinstance(value, Mapping):
+        return {str(k): plain(x) for k, x in value.items()}
+    return value
+
+
 def to_plain(cfg: Any) -> dict[str, Any]:
     """A dataclass as plain YAML/JSON-ready values (tuples become lists)."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {str(k): plain(x) for k, x in v.items()}
-        return v
-
     return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}

@@ -10,6 +10,7 @@ This is the only place where the test split is used.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,8 +21,7 @@ from nasmerc.data.missing import DEFAULT_RATES
 from nasmerc.io import write_json
 from nasmerc.report import table
 from nasmerc.runs import EVALUATION_FILE, find_model
-from nasmerc.train.trainer import TrainConfig, Trainer, resolve_device
-from nasmerc.config import apply_overrides
+from nasmerc.train.trainer import Trainer, resolve_device
 
 
 def _auilc(rates: Sequence[float], per_rate: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -46,14 +46,14 @@ def evaluate_run(run: str, rates: Sequence[float] = DEFAULT_RATES, *, device: st
 
     model_path = find_model(run)
     torch_device = resolve_device(device)
-    model, dataset, af = load_model(model_path, torch_device)
-    train_cfg = apply_overrides(TrainConfig(), {**af.train, "mask_seed": mask_seed}, where="train")
-    trainer = Trainer(model, dataset.signature, train_cfg, device=torch_device, seed=af.seed)
+    model, dataset, spec, arch = load_model(model_path, torch_device)
+    trainer = Trainer(model, dataset.signature, dataclasses.replace(spec.train, mask_seed=mask_seed),
+                      device=torch_device, seed=spec.seed)
     test = dataset.split("test")
     rates = [float(r) for r in rates]
     model_per_rate = {str(r): trainer.evaluate(test, r, mask_seed) for r in rates}
     report: dict[str, Any] = {
-        "model": str(model_path), "space": af.space, "arch": af.arch, "data": af.data, "split": "test",
+        "model": str(model_path), "space": spec.space, "arch": arch, "data": spec.data, "split": "test",
         "protocol": "UME", "mask_seed": mask_seed, "rates": rates,
         "metric": trainer.metric, "model_metrics": model_per_rate, "model_auilc": _auilc(rates, model_per_rate),
     }

@@ -17,17 +17,19 @@ last, so a folder without them is visibly unfinished.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
 from nasmerc import __version__
-from nasmerc.data.conversation import DataSignature
+from nasmerc.config import to_plain
 from nasmerc.errors import NasmercError
-from nasmerc.events import Events, JsonlSink
+from nasmerc.events import EventSink, Events, JsonlSink
 from nasmerc.io import write_yaml
+from nasmerc.spec import RunSpec
 
 CONFIG_FILE = "config.yaml"
 EVENTS_FILE = "events.jsonl"
@@ -76,35 +78,27 @@ def read_yaml(path: Path, what: str) -> dict[str, Any]:
 
 @dataclass
 class ArchFile:
-    """``arch.yaml``: the architecture and everything needed to rebuild and retrain it."""
+    """``arch.yaml``: the architecture, the run record it was found in (everything needed to rebuild
+    and retrain it) and the search's numbers."""
 
-    space: str
-    preset: str
-    space_config: dict[str, Any]
+    spec: RunSpec
     arch: dict[str, Any]
-    data: str
-    data_overrides: dict[str, Any]
-    signature: DataSignature
-    train: dict[str, Any]
-    strategy: str = ""
-    seed: int = 0
     search: dict[str, Any] = field(default_factory=dict)
 
+    # the record's fields, as the file's readers name them
+    space = property(lambda self: self.spec.space)
+    preset = property(lambda self: self.spec.preset)
+    space_config = property(lambda self: self.spec.space_config)
+    data = property(lambda self: self.spec.data)
+    data_overrides = property(lambda self: self.spec.data_overrides)
+    signature = property(lambda self: self.spec.signature)
+    strategy = property(lambda self: self.spec.strategy)
+    seed = property(lambda self: self.spec.seed)
+    train = property(lambda self: to_plain(self.spec.train))
+
     def write(self, path: Path) -> Path:
-        return write_yaml(path, {
-            "nasmerc": __version__,
-            "space": self.space,
-            "preset": self.preset,
-            "arch": self.arch,
-            "space_config": self.space_config,
-            "data": self.data,
-            "data_overrides": self.data_overrides,
-            "signature": self.signature.to_dict(),
-            "train": self.train,
-            "strategy": self.strategy,
-            "seed": self.seed,
-            "search": self.search,
-        })
+        return write_yaml(path, {"nasmerc": __version__, **self.spec.to_dict(), "arch": self.arch,
+                                 "search": self.search})
 
     @classmethod
     def read(cls, path: str | Path) -> "ArchFile":
@@ -112,21 +106,69 @@ class ArchFile:
         if path.is_dir():
             path = path / ARCH_FILE
         d = read_yaml(path, "an architecture file written by nasmerc search or export")
-        missing = [k for k in ("space", "arch", "space_config", "data", "signature") if k not in d]
-        if missing:
-            raise NasmercError(f"{path}: missing key(s) {missing} (expected an arch.yaml written by nasmerc)")
+        where = f"{path} (expected an arch.yaml written by nasmerc)"
+        if "arch" not in d:
+            raise NasmercError(f"{where}: missing key(s) ['arch']")
         if not isinstance(d["arch"], dict) and d["arch"] is not None:
             raise NasmercError(f"{path}: 'arch' must be a mapping of choice label to choice")
-        return cls(
-            space=str(d["space"]), preset=str(d.get("preset", "default")), space_config=dict(d["space_config"] or {}),
-            arch=dict(d["arch"] or {}), data=str(d["data"]), data_overrides=dict(d.get("data_overrides") or {}),
-            signature=DataSignature.from_dict(d["signature"]), train=dict(d.get("train") or {}),
-            strategy=str(d.get("strategy", "")), seed=int(d.get("seed", 0)), search=dict(d.get("search") or {}),
-        )
+        spec = RunSpec.from_dict(d, where, require=("space", "space_config", "data", "signature"),
+                                 others=("arch", "search"))
+        return cls(spec, dict(d["arch"] or {}), dict(d.get("search") or {}))
 
 
-def write_config(run_dir: Path, config: Mapping[str, Any]) -> Path:
-    return write_yaml(run_dir / CONFIG_FILE, {"nasmerc": __version__, **config})
+def write_config(run_dir: Path, command: str, spec: RunSpec, **extra: Any) -> Path:
+    """``config.yaml``: the command, the run record and ``extra`` (the data's full config)."""
+    return write_yaml(run_dir / CONFIG_FILE, {"nasmerc": __version__, "command": command, **spec.to_dict(), **extra})
+
+
+class Run:
+    """An open run folder: its path and event stream, from ``run_start`` to ``run_end``.
+
+    Made by :func:`open_run`; the body of the ``with`` calls :meth:`finish` with the best value and
+    a message when it succeeds; leaving the block otherwise ends the log as ``failed`` or
+    ``interrupted`` (the error propagates).
+    """
+
+    def __init__(self, path: Path, events: Events) -> None:
+        self.path = path
+        self.events = events
+        self.start = time.time()
+        self._end: dict[str, Any] | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+    def finish(self, best: float | None, message: str) -> None:
+        self._end = {"status": "finished", "best": best, "message": message}
+
+
+@contextmanager
+def open_run(out: str | None, default_name: str, command: str, spec: RunSpec, sinks: Sequence[EventSink] = (),
+             *, n_batches: int, extra_config: Mapping[str, Any] | None = None) -> Iterator[Run]:
+    """The one bracket of every run: make the folder (:func:`new_run_dir`), write ``config.yaml``, open
+    ``events.jsonl`` with ``sinks``, emit ``run_start``, yield the :class:`Run`, emit ``run_end`` and close
+    the log, whatever happened in between."""
+    path = new_run_dir(out, default_name)
+    write_config(path, command, spec, **dict(extra_config or {}))
+    events, jsonl = open_events(path)
+    for sink in sinks:
+        events.add(sink)
+    run = Run(path, events)
+    classification = spec.signature is None or spec.signature.task == "classification"
+    events.emit("run_start", command=command, space=spec.space, strategy=spec.strategy if command == "search" else command,
+                data=spec.data, seed=spec.seed, epochs=spec.train.epochs, n_batches=n_batches, run=str(path),
+                metric="waf" if classification else "mae", higher_is_better=classification)
+    try:
+        yield run
+        end = run._end or {"status": "finished", "best": None, "message": ""}
+        events.emit("run_end", elapsed=run.elapsed, **end)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        events.emit("run_end", status=status, best=None, elapsed=run.elapsed, message=str(exc))
+        raise
+    finally:
+        jsonl.close()
 
 
 def find_model(run: str | Path) -> Path:

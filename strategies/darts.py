@@ -29,17 +29,24 @@ from nasmerc.data.batch import Batch, iterate_batches
 from nasmerc.data.conversation import carve_validation
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_torch
+from nasmerc import checks
 from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules
 from nasmerc.nas.space import SearchSpace
+from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, derive_from_weights, require_fixed_values
 from nasmerc.outputs import count_parameters
-from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, inactive_labels, require_fixed_values
-from nasmerc.train.trainer import Trainer
+from nasmerc.train.trainer import Trainer, TrainHook
 
 ALPHA_FILE = "alpha.pt"
 
 
 @dataclass(frozen=True)
 class DartsConfig:
+    """``arch_optimizer`` / ``arch_lr`` / ``arch_momentum`` / ``arch_weight_decay``: the optimiser of
+    ``alpha`` (paper: SGD, lr 5); ``order``: 1 (first order) or 2 (unrolled, DARTS eq. 7-8) with the
+    virtual step ``unroll_lr`` (0: ``train.lr``); ``arch_fraction``: the share of the training split
+    that ``alpha`` is trained on; ``warmup_epochs``: epochs of weight steps alone first;
+    ``init_scale``: the spread of the initial ``alpha``."""
+
     arch_optimizer: Literal["sgd", "adam"] = "sgd"
     arch_lr: float = 5.0
     arch_momentum: float = 0.0
@@ -49,6 +56,16 @@ class DartsConfig:
     arch_fraction: float = 0.5
     warmup_epochs: int = 0
     init_scale: float = 1e-3
+
+    def __post_init__(self) -> None:
+        where = "strategy 'darts'"
+        if self.order not in (1, 2):
+            raise NasmercError(f"{where}: order={self.order!r}: expected 1 or 2")
+        checks.in_range(where, "arch_fraction", self.arch_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        checks.greater_than_zero(where, arch_lr=self.arch_lr)
+        checks.non_negative(where, arch_momentum=self.arch_momentum, arch_weight_decay=self.arch_weight_decay,
+                            unroll_lr=self.unroll_lr, init_scale=self.init_scale)
+        checks.at_least(where, 0, warmup_epochs=self.warmup_epochs)
 
 
 def _softmax_mix(alpha: nn.Parameter):
@@ -104,33 +121,8 @@ def derive(alpha: Mapping[str, torch.Tensor], specs: Sequence[ChoiceSpec], fixed
     ``inactive`` names choices the space asks but the supernet does not contain (their value has no
     effect on the model); they take their first candidate.
     """
-    arch: dict[str, Any] = {}
-    for spec in specs:
-        if spec.kind in ("value", "float"):
-            arch[spec.label] = fixed[spec.label]
-            continue
-        if spec.label not in alpha:
-            if spec.label in inactive:
-                # asked by the space but not part of this supernet (e.g. a level beyond a fixed depth):
-                # it has no effect on the model, so its first candidate stands in
-                arch[spec.label] = spec.candidates[0] if spec.kind == "op" else list(range(spec.n_chosen))
-                continue
-            raise NasmercError(f"{ALPHA_FILE}: no weights for choice {spec.label!r}; was it written by this space?")
-        a = alpha[spec.label].float()
-        if spec.kind == "op":
-            if a.numel() != len(spec.candidates):
-                raise NasmercError(f"{ALPHA_FILE}: choice {spec.label!r} has {a.numel()} weights, "
-                                   f"expected {len(spec.candidates)}")
-            order = torch.argsort(a, descending=True).tolist()
-            names = [spec.candidates[i] for i in order]
-            real = [n for n in names if n != "zero"]
-            arch[spec.label] = real[0] if real else names[0]
-        else:
-            if a.numel() != spec.n_candidates:
-                raise NasmercError(f"{ALPHA_FILE}: choice {spec.label!r} has {a.numel()} weights, "
-                                   f"expected {spec.n_candidates}")
-            arch[spec.label] = sorted(torch.topk(a, spec.n_chosen).indices.tolist())
-    return arch
+    weights = {label: a.float().flatten().tolist() for label, a in alpha.items()}
+    return derive_from_weights(specs, weights, fixed, inactive, ALPHA_FILE)
 
 
 def _cycle(convs, signature, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
@@ -139,7 +131,7 @@ def _cycle(convs, signature, batch_size: int, rng: np.random.Generator) -> Itera
             yield batch
 
 
-class DartsHook:
+class DartsHook(TrainHook):
     """Takes an architecture step before every weight step and reports the weights every epoch."""
 
     def __init__(self, arch: ArchWeights, arch_batches: Iterator[Batch], config: DartsConfig) -> None:
@@ -219,31 +211,24 @@ class Darts(Strategy):
 
     def search(self, ctx: SearchContext) -> SearchResult:
         cfg: DartsConfig = self.config
-        if cfg.order not in (1, 2):
-            raise NasmercError(f"strategy 'darts': order={cfg.order}: expected 1 or 2")
-        if not 0.0 < cfg.arch_fraction < 1.0:
-            raise NasmercError(f"strategy 'darts': arch_fraction={cfg.arch_fraction}: expected a number in (0, 1)")
-        torch.manual_seed(ctx.seed)
-        supernet = ctx.space.supernet(ctx.fixed)
+        evaluator = ctx.evaluator
+        supernet = evaluator.supernet()
         generator = torch.Generator().manual_seed(ctx.seed)
-        arch = ArchWeights(supernet, cfg.init_scale, generator)
+        arch = ArchWeights(supernet, cfg.init_scale, generator).to(evaluator.device)
         sig = ctx.dataset.signature
         weight_part, arch_part = carve_validation(ctx.dataset.split("train"), cfg.arch_fraction, ctx.seed)
-        trainer = Trainer(supernet, sig, ctx.train, device=ctx.device, seed=ctx.seed, events=ctx.events)
-        arch.to(ctx.device)
         hook = DartsHook(arch, _cycle(arch_part, sig, ctx.train.batch_size, np.random.default_rng(ctx.seed + 1)), cfg)
         alpha_path = Path(ctx.run_dir) / ALPHA_FILE
 
         def on_best(epoch: int, value: float) -> None:
             write_torch(alpha_path, arch.state())
-            ctx.events.emit("checkpoint", epoch=epoch, path=ALPHA_FILE, metric=trainer.metric, value=value)
+            ctx.events.emit("checkpoint", epoch=epoch, path=ALPHA_FILE, metric=evaluator.metric, value=value)
 
-        fit = trainer.fit(weight_part, ctx.dataset.split("valid"), hooks=[hook], on_best=on_best)
-        specs = ctx.space.choices(ctx.fixed)
-        found = derive(torch.load(alpha_path, weights_only=True), specs, ctx.fixed, inactive_labels(ctx.space, ctx.fixed))
+        fit = evaluator.fit(supernet, hooks=[hook], on_best=on_best, train=weight_part)
+        found = self.derive(ctx.space, ctx.run_dir, ctx.fixed)
         return SearchResult(
             arch=found,
-            metric=trainer.metric,
+            metric=evaluator.metric,
             best_value=fit.best_value,
             best_epoch=fit.best_epoch,
             supernet_parameters=count_parameters(supernet),
@@ -257,4 +242,4 @@ class Darts(Strategy):
         if not path.exists():
             raise NasmercError(f"{path}: no architecture weights in this run folder (expected {ALPHA_FILE} "
                                "written by a DARTS search)")
-        return derive(torch.load(path, weights_only=True), space.choices(fixed), fixed, inactive_labels(space, fixed))
+        return derive(torch.load(path, weights_only=True), space.choices(fixed), fixed, space.inactive(fixed))

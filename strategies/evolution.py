@@ -18,11 +18,13 @@ categorical gene with probability ``mut_prob`` to a uniformly drawn allowed cate
 not already chosen by the same choice) and adds Gaussian noise ``N(0, mut_sigma * (high - low))`` to
 each float gene with probability ``mut_prob``, clipped to ``[low, high]`` (HAEMSA eq. 10).
 
-A ``tools.HallOfFame(1)`` keeps the best individual ever evaluated; it is the result. Fitness is
-evaluated through ``toolbox.map``: the builtin ``map`` with ``workers = 1``, else the ``map`` of a
-``ProcessPoolExecutor`` (spawned workers, same torch thread count) over picklable candidate tasks.
+A ``tools.HallOfFame(1)`` keeps the best individual ever evaluated; it is the result. The algorithm
+is a proposer (``nasmerc.nas.population``): each ``ask`` closes the generation before and breeds the
+next, whose changed individuals the evaluator trains (in a process pool with ``--workers N``).
 Candidate ``n`` (in evaluation order) trains with seed ``seed + n``, so the result does not depend on
-``workers``. Every generation emits a ``generation`` event: ``generation``, ``generations``, ``best``
+the workers. Every random draw is from generators of this search (``random.Random(seed)`` for the
+operators and, separately, for the tournaments; ``numpy`` for generation 1), and the individual class
+is made per search, so nothing global is touched. Every generation emits a ``generation`` event: ``generation``, ``generations``, ``best``
 (of the hall of fame), ``mean`` (of the population), ``diversity`` and ``best_genome`` (the decoded
 hall-of-fame architecture). Diversity is the mean over genes of: for a categorical gene, the share
 of distinct values in the population, ``(distinct - 1) / (min(population, categories) - 1)``; for a
@@ -32,21 +34,20 @@ has converged to one genome and 1 when every gene is as varied as it can be.
 
 from __future__ import annotations
 
-import multiprocessing
 import random
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from operator import attrgetter
+from typing import Any, Sequence
 
 import numpy as np
-import torch
-from deap import base, creator, tools
+from deap import base, tools
 
-from nasmerc import metrics
-from nasmerc.errors import NasmercError
-from nasmerc.nas.population import (CandidateTask, Gene, TrialLog, check_positive, decode, evaluate_task, genes,
-                                    init_worker, sample_genome, search_result)
-from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
+from nasmerc import checks
+from nasmerc.nas.choices import Gene
+from nasmerc.nas.evaluator import CandidateResult
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, decode, genes, sample_genome,
+                                    search_result)
+from nasmerc.nas.strategy import SearchContext, SearchResult
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,13 @@ class EvolutionConfig:
     cx_prob: float = 0.5
     mut_prob: float = 0.3
     mut_sigma: float = 0.1
-    workers: int = 1
 
-
-def individual_class(higher_is_better: bool) -> type:
-    """DEAP's individual class for a metric direction, created once in ``deap.creator``."""
-    suffix = "Max" if higher_is_better else "Min"
-    if not hasattr(creator, f"NasmercFitness{suffix}"):
-        creator.create(f"NasmercFitness{suffix}", base.Fitness, weights=(1.0 if higher_is_better else -1.0,))
-    if not hasattr(creator, f"NasmercGenome{suffix}"):
-        creator.create(f"NasmercGenome{suffix}", list, fitness=getattr(creator, f"NasmercFitness{suffix}"),
-                       trial=0)
-    return getattr(creator, f"NasmercGenome{suffix}")
+    def __post_init__(self) -> None:
+        where = "strategy 'evolution'"
+        checks.positive(where, population=self.population, generations=self.generations,
+                        candidate_epochs=self.candidate_epochs, tournament=self.tournament)
+        checks.probability(where, cx_prob=self.cx_prob, mut_prob=self.mut_prob)
+        checks.non_negative(where, mut_sigma=self.mut_sigma)
 
 
 def _groups(layout: Sequence[Gene]) -> dict[int, list[int]]:
@@ -127,92 +123,119 @@ def diversity(population: Sequence[Sequence[Any]], layout: Sequence[Gene]) -> fl
     return float(np.mean(shares))
 
 
-class Evolution(Strategy):
+def individual_class(higher_is_better: bool) -> type:
+    """A DEAP individual class for a metric direction: a ``list`` of genes with a ``fitness`` of one
+    objective (``deap.base.Fitness``, weight +1 to maximise, -1 to minimise) and the ``trial`` that
+    evaluated it. Made per search, so nothing is registered in ``deap.creator``'s global namespace."""
+    fitness = type("Fitness", (base.Fitness,), {"weights": (1.0 if higher_is_better else -1.0,)})
+
+    class Individual(list):
+        def __init__(self, genes: Sequence[Any] = ()) -> None:
+            super().__init__(genes)
+            self.fitness = fitness()
+            self.trial = 0
+
+    return Individual
+
+
+def select_tournament(population: Sequence[Any], k: int, size: int, rng: random.Random) -> list:
+    """``k`` winners of tournaments of ``size`` individuals drawn with replacement (HAEMSA sec. 3.2: "k
+    individuals are randomly sampled ... the one with the highest fitness is selected"): DEAP's
+    ``tools.selTournament`` with its draws taken from ``rng`` instead of the global ``random``."""
+    return [max((rng.choice(population) for _ in range(size)), key=attrgetter("fitness")) for _ in range(k)]
+
+
+class EvolutionProposer(Proposer):
+    """The generations of the genetic algorithm, asked and told (see the module docstring)."""
+
+    def __init__(self, ctx: SearchContext, cfg: EvolutionConfig) -> None:
+        super().__init__(ctx)
+        self.cfg = cfg
+        self.specs = ctx.space.choices(ctx.fixed)
+        self.fixed = dict(ctx.fixed)
+        self.layout = genes(self.specs, self.fixed)
+        Individual = individual_class(ctx.evaluator.higher_is_better)
+        self.rng = random.Random(ctx.seed)
+        self.select_rng = random.Random(ctx.seed)
+        np_rng = np.random.default_rng(ctx.seed)
+        toolbox = base.Toolbox()
+        toolbox.register("individual", lambda: Individual(sample_genome(self.layout, np_rng)))
+        toolbox.register("mate", crossover, layout=self.layout, rng=self.rng)
+        toolbox.register("mutate", mutate, layout=self.layout, prob=cfg.mut_prob, sigma=cfg.mut_sigma, rng=self.rng)
+        toolbox.register("select", select_tournament, size=cfg.tournament, rng=self.select_rng)
+        self.toolbox = toolbox
+        self.stats = tools.Statistics(lambda ind: ind.fitness.values[0])
+        for name, fn in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
+            self.stats.register(name, fn)
+        self.logbook = tools.Logbook()
+        self.logbook.header = ["generation", "evaluations", "mean", "std", "min", "max", "best", "diversity"]
+        self.hof = tools.HallOfFame(1)
+        self.best_generation = 1
+        self.generation = 0
+        self.evaluations = 0
+        self.population: list = []
+
+    def done(self) -> bool:
+        return self.generation == self.cfg.generations
+
+    def ask(self, n: int) -> list[Proposal]:
+        """The next generation's individuals whose genome changed (all of generation 1); the generation
+        before is closed first."""
+        if self.generation:
+            self._close_generation()
+        self.generation += 1
+        if self.generation == 1:
+            self.population = [self.toolbox.individual() for _ in range(self.cfg.population)]
+        else:
+            self.population = self._breed(self.population)
+        fresh = [ind for ind in self.population if not ind.fitness.valid]
+        self.evaluations = len(fresh)
+        return [Proposal(decode(ind, self.specs, self.fixed), {"generation": self.generation}, ref=ind)
+                for ind in fresh]
+
+    def _breed(self, population: list) -> list:
+        offspring = [self.toolbox.clone(ind) for ind in self.toolbox.select(population, len(population))]
+        for i in range(1, len(offspring), 2):
+            if self.rng.random() < self.cfg.cx_prob:
+                self.toolbox.mate(offspring[i - 1], offspring[i])
+                del offspring[i - 1].fitness.values, offspring[i].fitness.values
+        for ind in offspring:
+            before = list(ind)
+            self.toolbox.mutate(ind)
+            if list(ind) != before:
+                del ind.fitness.values
+        return offspring
+
+    def tell(self, proposal: Proposal, result: CandidateResult, trial: int) -> None:
+        proposal.ref.fitness.values = (result.value,)
+        proposal.ref.trial = trial
+
+    def _close_generation(self) -> None:
+        """Update the hall of fame, record the generation and emit its ``generation`` event."""
+        previous = self.hof[0].trial if len(self.hof) else None
+        self.hof.update(self.population)
+        if self.hof[0].trial != previous:
+            self.best_generation = self.generation
+        best, div = self.hof[0].fitness.values[0], diversity(self.population, self.layout)
+        record = self.stats.compile(self.population)
+        self.logbook.record(generation=self.generation, evaluations=self.evaluations, best=best, diversity=div,
+                            **record)
+        self.ctx.events.emit("generation", generation=self.generation, generations=self.cfg.generations, best=best,
+                             mean=record["mean"], diversity=div, best_genome=decode(self.hof[0], self.specs, self.fixed))
+
+    def result(self, log: TrialLog) -> SearchResult:
+        self._close_generation()
+        logbook = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in self.logbook]
+        return search_result(self.ctx.space, self.ctx.fixed, log, best_epoch=self.best_generation,
+                             trial=self.hof[0].trial, logbook=logbook, best_genome=list(self.hof[0]))
+
+
+class Evolution(PopulationStrategy):
     """A DEAP genetic algorithm over whole architectures (see module docstring)."""
 
     name = "evolution"
     Config = EvolutionConfig
+    shortcuts = ("population", "generations")
 
-    def search(self, ctx: SearchContext) -> SearchResult:
-        cfg: EvolutionConfig = self.config
-        check_positive(self.name, population=cfg.population, generations=cfg.generations,
-                       candidate_epochs=cfg.candidate_epochs, tournament=cfg.tournament, workers=cfg.workers)
-        for name in ("cx_prob", "mut_prob"):
-            if not 0.0 <= getattr(cfg, name) <= 1.0:
-                raise NasmercError(f"strategy 'evolution': {name}={getattr(cfg, name)}: expected a number in [0, 1]")
-        if cfg.mut_sigma < 0:
-            raise NasmercError(f"strategy 'evolution': mut_sigma={cfg.mut_sigma}: expected a number >= 0")
-        state = random.getstate()  # selTournament draws from the global `random`: seed it, then restore
-        random.seed(ctx.seed)
-        try:
-            if cfg.workers == 1:
-                return self._evolve(ctx, map)
-            with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=init_worker, initargs=(torch.get_num_threads(),)) as pool:
-                return self._evolve(ctx, pool.map)
-        finally:
-            random.setstate(state)
-
-    def _evolve(self, ctx: SearchContext, map_fn: Callable) -> SearchResult:
-        cfg: EvolutionConfig = self.config
-        specs = ctx.space.choices(ctx.fixed)
-        fixed = dict(ctx.fixed)
-        layout = genes(specs, fixed)
-        metric = metrics.primary_metric(ctx.dataset.signature.task)
-        Individual = individual_class(metrics.HIGHER_IS_BETTER[metric])
-        rng = random.Random(ctx.seed)
-        np_rng = np.random.default_rng(ctx.seed)
-        log = TrialLog(metric, ctx.events)
-
-        toolbox = base.Toolbox()
-        toolbox.register("map", map_fn)
-        toolbox.register("evaluate", evaluate_task)
-        toolbox.register("individual", lambda: Individual(sample_genome(layout, np_rng)))
-        toolbox.register("mate", crossover, layout=layout, rng=rng)
-        toolbox.register("mutate", mutate, layout=layout, prob=cfg.mut_prob, sigma=cfg.mut_sigma, rng=rng)
-        toolbox.register("select", tools.selTournament, tournsize=cfg.tournament)
-
-        stats = tools.Statistics(lambda ind: ind.fitness.values[0])
-        for name, fn in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
-            stats.register(name, fn)
-        logbook = tools.Logbook()
-        logbook.header = ["generation", "evaluations", "mean", "std", "min", "max", "best", "diversity"]
-        hof = tools.HallOfFame(1)
-        best_generation = 1
-
-        def evaluate(individuals: list, generation: int) -> int:
-            archs = [decode(ind, specs, fixed) for ind in individuals]
-            first = len(log.trials)
-            tasks = [CandidateTask(ctx.space, ctx.dataset, ctx.train, arch, cfg.candidate_epochs, str(ctx.device),
-                                   ctx.seed + first + k) for k, arch in enumerate(archs)]
-            for ind, arch, result in zip(individuals, archs, toolbox.map(toolbox.evaluate, tasks)):
-                ind.fitness.values = (result.value,)
-                ind.trial = log.add(arch, result, generation=generation)["trial"]
-            return len(tasks)
-
-        population = [toolbox.individual() for _ in range(cfg.population)]
-        for generation in range(1, cfg.generations + 1):
-            if generation > 1:
-                offspring = [toolbox.clone(ind) for ind in toolbox.select(population, len(population))]
-                for i in range(1, len(offspring), 2):
-                    if rng.random() < cfg.cx_prob:
-                        toolbox.mate(offspring[i - 1], offspring[i])
-                        del offspring[i - 1].fitness.values, offspring[i].fitness.values
-                for i, ind in enumerate(offspring):
-                    before = list(ind)
-                    toolbox.mutate(ind)
-                    if list(ind) != before:
-                        del ind.fitness.values
-                population = offspring
-            n_evals = evaluate([ind for ind in population if not ind.fitness.valid], generation)
-            previous = hof[0].trial if len(hof) else None
-            hof.update(population)
-            if hof[0].trial != previous:
-                best_generation = generation
-            best, div = hof[0].fitness.values[0], diversity(population, layout)
-            record = stats.compile(population)
-            logbook.record(generation=generation, evaluations=n_evals, best=best, diversity=div, **record)
-            ctx.events.emit("generation", generation=generation, generations=cfg.generations, best=best,
-                            mean=record["mean"], diversity=div, best_genome=decode(hof[0], specs, fixed))
-        return search_result(ctx.space, ctx.fixed, log, best_epoch=best_generation, trial=hof[0].trial,
-                             logbook=[{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in logbook], best_genome=list(hof[0]))
+    def proposer(self, ctx: SearchContext) -> Proposer:
+        return EvolutionProposer(ctx, self.config)

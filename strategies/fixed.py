@@ -12,13 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import torch
-
 from nasmerc.errors import NasmercError
 from nasmerc.nas.space import SearchSpace
-from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
-from nasmerc.train.trainer import Trainer
+from nasmerc.outputs import count_parameters
 
 
 @dataclass(frozen=True)
@@ -35,22 +32,16 @@ class Fixed(Strategy):
 
     def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         for spec in space.choices(fixed):
-            if spec.label in fixed:
-                continue
-            hint = (f"--fix {spec.label}=..." if spec.kind in ("value", "float")
-                    else "search it (--strategy darts, router, evolution, random or tpe)")
-            raise NasmercError(f"strategy 'fixed': space {space.name!r} leaves the {spec.kind} choice "
-                               f"{spec.label!r} open; {hint}")
+            if spec.label not in fixed:
+                raise NasmercError(f"strategy 'fixed': space {space.name!r} leaves the {spec.kind} choice "
+                                   f"{spec.label!r} open; {spec.unresolved_hint()}")
 
     def search(self, ctx: SearchContext) -> SearchResult:
         self.check(ctx.space, ctx.fixed)
         arch = ctx.space.canonical(dict(ctx.fixed))
-        torch.manual_seed(ctx.seed)
-        model = ctx.space.build(arch)
-        trainer = Trainer(model, ctx.dataset.signature, ctx.train, device=ctx.device, seed=ctx.seed,
-                          events=ctx.events)
-        fit = trainer.fit(ctx.dataset.split("train"), ctx.dataset.split("valid"))
+        model = ctx.evaluator.build(arch)
+        fit = ctx.evaluator.fit(model)
         n = count_parameters(model)
-        return SearchResult(arch=arch, metric=trainer.metric, best_value=fit.best_value, best_epoch=fit.best_epoch,
-                            supernet_parameters=n, derived_parameters=n, extra={"valid": fit.best_metrics},
-                            model=model)
+        return SearchResult(arch=arch, metric=ctx.evaluator.metric, best_value=fit.best_value,
+                            best_epoch=fit.best_epoch, supernet_parameters=n, derived_parameters=n,
+                            extra={"valid": fit.best_metrics}, model=model)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nasmerc.nas.population import TrialLog, check_positive, evaluate_candidate, sample_arch, search_result
-from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
-from nasmerc import metrics
+from nasmerc import checks
+from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, sample_arch
+from nasmerc.nas.strategy import SearchContext
 
 
 @dataclass(frozen=True)
@@ -22,22 +22,37 @@ class RandomConfig:
     trials: int = 8
     candidate_epochs: int = 3
 
+    def __post_init__(self) -> None:
+        checks.positive("strategy 'random'", trials=self.trials, candidate_epochs=self.candidate_epochs)
 
-class RandomSearch(Strategy):
+
+class RandomProposer(Proposer):
+    """Uniform samples, up to the evaluator's workers at a time, ``trials`` in all."""
+
+    def __init__(self, ctx: SearchContext, trials: int) -> None:
+        super().__init__(ctx)
+        self.specs = ctx.space.choices(ctx.fixed)
+        self.rng = np.random.default_rng(ctx.seed)
+        self.left = trials
+
+    def done(self) -> bool:
+        return self.left == 0
+
+    def ask(self, n: int) -> list[Proposal]:
+        k = min(n, self.left)
+        self.left -= k
+        return [Proposal(sample_arch(self.specs, self.rng, self.ctx.fixed)) for _ in range(k)]
+
+    def tell(self, proposal: Proposal, result, trial: int) -> None:
+        """Nothing to learn: every sample is independent."""
+
+
+class RandomSearch(PopulationStrategy):
     """Uniform sampling of whole architectures (see module docstring)."""
 
     name = "random"
     Config = RandomConfig
+    shortcuts = ("trials",)
 
-    def search(self, ctx: SearchContext) -> SearchResult:
-        cfg: RandomConfig = self.config
-        check_positive(self.name, trials=cfg.trials, candidate_epochs=cfg.candidate_epochs)
-        specs = ctx.space.choices(ctx.fixed)
-        rng = np.random.default_rng(ctx.seed)
-        log = TrialLog(metrics.primary_metric(ctx.dataset.signature.task), ctx.events)
-        for i in range(cfg.trials):
-            arch = sample_arch(specs, rng, ctx.fixed)
-            result = evaluate_candidate(ctx.space, ctx.dataset, ctx.train, arch, cfg.candidate_epochs,
-                                        ctx.device, ctx.seed + i)
-            log.add(arch, result)
-        return search_result(ctx.space, ctx.fixed, log)
+    def proposer(self, ctx: SearchContext) -> Proposer:
+        return RandomProposer(ctx, self.config.trials)

@@ -34,7 +34,8 @@ scratch together. A choice with one kept candidate is that candidate. ``export=a
 candidate per op choice instead: the most-leading one (``zero`` passed over as DARTS does, unless it
 is the only one). Input choices take the top-k ``beta`` either way. The routers of the best epoch
 are kept in ``routers.pt`` (the :class:`Routers` state dict, ``weights_only`` loadable); the shares
-go into ``search.json`` and the ``search`` section of ``arch.yaml`` (``leading_shares``).
+go into ``router.json`` (with the input weights and the routers' widths; ``nasmerc export`` derives
+from it again), ``search.json`` and the ``search`` section of ``arch.yaml`` (``leading_shares``).
 """
 
 from __future__ import annotations
@@ -48,17 +49,18 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.batch import iterate_batches
 from nasmerc.errors import NasmercError
-from nasmerc.io import write_torch
-from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules, first_tensor, route
+from nasmerc.io import write_json, write_torch
+from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, OpSpec, choice_modules, first_tensor, route
 from nasmerc.nas.space import SearchSpace
+from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, require_fixed_values
 from nasmerc.outputs import count_parameters
-from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, inactive_labels, require_fixed_values
-from nasmerc.train.trainer import Trainer
+from nasmerc.train.trainer import Trainer, TrainHook
 
 ROUTERS_FILE = "routers.pt"
-SEARCH_FILE = "search.json"
+WEIGHTS_FILE = "router.json"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,16 @@ class RouterConfig:
     prune_below: float = 0.0
     init_scale: float = 1e-3
     export: str = "routed"
+
+    def __post_init__(self) -> None:
+        where = "strategy 'router'"
+        if self.router != "linear":
+            raise NasmercError(f"{where}: router={self.router!r}: expected 'linear' "
+                               "(an identity router is a fixed model: use the fixed strategy)")
+        checks.in_range(where, "prune_below", self.prune_below, 0.0, 1.0, high_open=True)
+        checks.greater_than_zero(where, router_lr=self.router_lr)
+        checks.non_negative(where, router_weight_decay=self.router_weight_decay, init_scale=self.init_scale)
+        checks.one_of(where, "export", self.export, ("routed", "argmax"))
 
 
 def _key(label: str) -> str:
@@ -205,8 +217,9 @@ def probe_in_dims(supernet: nn.Module, batch: Any) -> dict[str, int]:
     return dims
 
 
-class RouterHook:
-    """Steps the routers with the gradients of the trainer's backward pass; reports shares per epoch."""
+class RouterHook(TrainHook):
+    """Steps the routers with the gradients of the trainer's backward pass; reports shares per epoch;
+    hands the routers each batch's mask of real utterances before the model sees the batch."""
 
     def __init__(self, routers: Routers, lr: float, weight_decay: float) -> None:
         self.routers = routers
@@ -222,6 +235,9 @@ class RouterHook:
             nn.utils.clip_grad_norm_(params, grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def before_forward(self, trainer: Trainer, batch: Any) -> None:
+        self.routers.batch_mask = getattr(batch, "mask", None)
 
     def before_step(self, trainer: Trainer, batch: Any, epoch: int, step: int) -> None:
         if step == 0:
@@ -247,31 +263,28 @@ def derive(shares: Mapping[str, Mapping[str, float]], input_weights: Mapping[str
     arch: dict[str, Any] = {}
     kept: dict[str, list[str]] = {}
     for spec in specs:
-        if spec.kind in ("value", "float"):
+        if not spec.in_supernet:
             arch[spec.label] = fixed[spec.label]
             continue
         if spec.label in inactive:
-            arch[spec.label] = spec.candidates[0] if spec.kind == "op" else list(range(spec.n_chosen))
+            arch[spec.label] = spec.first()
             continue
-        table = shares if spec.kind == "op" else input_weights
+        op = isinstance(spec, OpSpec)  # op choices have routers (shares per candidate), input choices beta
+        table = shares if op else input_weights
         if spec.label not in table:
             raise NasmercError(f"strategy 'router': no weights for choice {spec.label!r}; was the search run "
                                "on this space?")
         w = table[spec.label]
-        names = list(spec.candidates) or [str(i) for i in range(spec.n_candidates)]
+        names = spec.option_names
         if len(w) != len(names) or set(w) != set(names):
             raise NasmercError(f"strategy 'router': choice {spec.label!r} has weights for {list(w)}, "
                                f"expected {names}")
-        order = sorted(range(len(names)), key=lambda i: -float(w[names[i]]))  # stable: ties keep space order
-        if spec.kind == "op":
-            real = [names[i] for i in order if names[i] != "zero"]
-            leader = real[0] if real else names[order[0]]
-            kept[spec.label] = [n for n in names if float(w[n]) >= prune_below or n == leader]
+        choice = spec.derive([float(w[n]) for n in names])  # ties keep the space's order
+        if op:
+            kept[spec.label] = [n for n in names if float(w[n]) >= prune_below or n == choice]
             routed = in_dims is not None and len(kept[spec.label]) > 1
-            arch[spec.label] = ({"routed": kept[spec.label], "width": int(in_dims[spec.label])} if routed
-                                else leader)
-        else:
-            arch[spec.label] = sorted(order[: spec.n_chosen])
+            choice = {"routed": kept[spec.label], "width": int(in_dims[spec.label])} if routed else choice
+        arch[spec.label] = choice
     return arch, kept
 
 
@@ -280,40 +293,24 @@ class Router(Strategy):
 
     name = "router"
     Config = RouterConfig
-
-    def _check(self) -> None:
-        cfg: RouterConfig = self.config
-        if cfg.router != "linear":
-            raise NasmercError(f"strategy 'router': router={cfg.router!r}: expected 'linear' "
-                               "(an identity router is a fixed model: use the fixed strategy)")
-        if not 0.0 <= cfg.prune_below < 1.0:
-            raise NasmercError(f"strategy 'router': prune_below={cfg.prune_below}: expected a share in [0, 1)")
-        if cfg.router_lr <= 0:
-            raise NasmercError(f"strategy 'router': router_lr={cfg.router_lr}: expected a number > 0")
-        if cfg.export not in ("routed", "argmax"):
-            raise NasmercError(f"strategy 'router': export={cfg.export!r}: expected 'routed' or 'argmax'")
+    shortcuts = ("prune_below",)
 
     def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         require_fixed_values(space, fixed)
 
     def search(self, ctx: SearchContext) -> SearchResult:
         cfg: RouterConfig = self.config
-        self._check()
-        torch.manual_seed(ctx.seed)
-        supernet = ctx.space.supernet(ctx.fixed).to(ctx.device)
+        evaluator = ctx.evaluator
+        supernet = evaluator.supernet().to(evaluator.device)
         sig = ctx.dataset.signature
-        train, valid = ctx.dataset.split("train"), ctx.dataset.split("valid")
+        train = ctx.dataset.split("train")
         if not train:
             raise NasmercError("strategy 'router': the training split is empty")
         _, first = next(iter(iterate_batches(train[: ctx.train.batch_size], sig, ctx.train.batch_size)))
-        in_dims = probe_in_dims(supernet, first.to(ctx.device))
-        routers = Routers(supernet, in_dims, cfg.init_scale, torch.Generator().manual_seed(ctx.seed)).to(ctx.device)
+        in_dims = probe_in_dims(supernet, first.to(evaluator.device))
+        routers = Routers(supernet, in_dims, cfg.init_scale, torch.Generator().manual_seed(ctx.seed)).to(evaluator.device)
         weights = [p for p in supernet.parameters() if p.requires_grad]
-        trainer = Trainer(supernet, sig, ctx.train, device=ctx.device, seed=ctx.seed, events=ctx.events,
-                          parameters=weights)
         hook = RouterHook(routers, cfg.router_lr, cfg.router_weight_decay)
-        handle = supernet.register_forward_pre_hook(
-            lambda module, args: setattr(routers, "batch_mask", getattr(args[0], "mask", None) if args else None))
         path = Path(ctx.run_dir) / ROUTERS_FILE
         best: dict[str, Any] = {}
 
@@ -323,44 +320,39 @@ class Router(Strategy):
             best.update(state=copy.deepcopy(routers.state_dict()), shares=routers.shares(),
                         input_weights=routers.input_weights())
             write_torch(path, {k: v.detach().cpu() for k, v in routers.state_dict().items()})
-            ctx.events.emit("checkpoint", epoch=epoch, path=ROUTERS_FILE, metric=trainer.metric, value=value)
+            ctx.events.emit("checkpoint", epoch=epoch, path=ROUTERS_FILE, metric=evaluator.metric, value=value)
 
-        try:
-            fit = trainer.fit(train, valid, hooks=[hook], on_best=on_best)
-        finally:
-            handle.remove()
+        fit = evaluator.fit(supernet, hooks=[hook], on_best=on_best, parameters=weights)
         if not best:
             raise NasmercError("strategy 'router': no validation epoch finished, so there is no architecture")
         routers.load_state_dict(best["state"])
-        found, kept = derive(best["shares"], best["input_weights"], ctx.space.choices(ctx.fixed), ctx.fixed,
-                             cfg.prune_below, inactive_labels(ctx.space, ctx.fixed),
-                             in_dims if cfg.export == "routed" else None)
+        record = {"leading_shares": best["shares"], "input_weights": best["input_weights"], "router_in_dims": in_dims}
+        write_json(Path(ctx.run_dir) / WEIGHTS_FILE, record)
+        found = self.derive(ctx.space, ctx.run_dir, ctx.fixed)
+        _, kept = derive(best["shares"], best["input_weights"], ctx.space.choices(ctx.fixed), ctx.fixed,
+                         cfg.prune_below, ctx.space.inactive(ctx.fixed))
         return SearchResult(
             arch=found,
-            metric=trainer.metric,
+            metric=evaluator.metric,
             best_value=fit.best_value,
             best_epoch=fit.best_epoch,
             supernet_parameters=count_parameters(supernet),
             derived_parameters=count_parameters(ctx.space.build(found)),
-            extra={"leading_shares": best["shares"], "input_weights": best["input_weights"],
-                   "kept_candidates": kept, "prune_below": cfg.prune_below, "routers_file": ROUTERS_FILE,
-                   "router_in_dims": in_dims, "router_parameters": count_parameters(routers),
-                   "valid": fit.best_metrics},
+            extra={**record, "kept_candidates": kept, "prune_below": cfg.prune_below, "routers_file": ROUTERS_FILE,
+                   "router_parameters": count_parameters(routers), "valid": fit.best_metrics},
+            summary={"leading_shares": best["shares"]},
         )
 
+
     def derive(self, space: SearchSpace, run_dir: Path, fixed: Mapping[str, Any]) -> dict[str, Any] | None:
-        """From the shares a finished search wrote to ``search.json`` (``None`` when there is none)."""
-        path = Path(run_dir) / SEARCH_FILE
+        """From the shares, input weights and router widths the search wrote to ``router.json``
+        (``None`` when there is none: export keeps the saved ``arch.yaml``)."""
+        path = Path(run_dir) / WEIGHTS_FILE
         if not path.exists():
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
-        if "leading_shares" not in data:
-            raise NasmercError(f"{path}: no 'leading_shares': was this run searched by the router strategy?")
-        self._check()
         routed = self.config.export == "routed"
-        if routed and "router_in_dims" not in data:
-            raise NasmercError(f"{path}: no 'router_in_dims' to export a routed architecture (--set strategy.export=argmax)")
         arch, _ = derive(data["leading_shares"], data.get("input_weights", {}), space.choices(fixed), fixed,
-                         float(self.config.prune_below), inactive_labels(space, fixed),
+                         float(self.config.prune_below), space.inactive(fixed),
                          data["router_in_dims"] if routed else None)
         return arch

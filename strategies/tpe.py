@@ -30,28 +30,31 @@ run folder and summarised in the result's ``extra["pareto"]``.
 can be inspected with Optuna's own tools (``optuna-dashboard sqlite:///runs/<run>/optuna.db``);
 ``journal`` keeps it in Optuna's journal file ``optuna.journal`` in the run folder (no database
 needed; ``optuna-dashboard runs/<run>/optuna.journal``), ``journal:PATH`` in a journal file elsewhere;
-otherwise any Optuna database URL (``sqlite:///...``, ``postgresql://...``), used as given. The study
-is named ``nasmerc``; a storage that already holds a study of that name is refused. The sampler is
-seeded with the run's seed; trial ``i`` trains with seed ``seed + i``.
+otherwise any Optuna database URL (``sqlite:///...``, ``postgresql://...``), opened by Optuna as
+given. The study is named ``nasmerc``; a storage that already holds a study of that name is refused
+(Optuna's ``DuplicatedStudyError``). The sampler is seeded with the run's seed; trial ``i`` trains with
+seed ``seed + i``. Optuna's log level is lowered to warnings for the search and restored after.
+
+With ``--workers N`` the proposer asks ``N`` trials at a time and the evaluator trains them in
+parallel; each is told its every epoch's value at the end, and pruning (which must stop a training
+in this process) applies only with one worker.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
 
-from nasmerc import metrics
+from nasmerc import checks, metrics
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_json
 from nasmerc.nas.choices import ChoiceSpec
-from nasmerc.nas.population import (CandidateResult, TrialLog, check_positive, evaluate_candidate,
-                                    search_result)
-from nasmerc.outputs import count_parameters
-from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
+from nasmerc.nas.evaluator import CandidateResult
+from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, TrialLog, search_result
+from nasmerc.nas.strategy import SearchContext, SearchResult
 
 STUDY_FILE = "optuna.db"
 JOURNAL_FILE = "optuna.journal"
@@ -59,16 +62,6 @@ STUDY_NAME = "nasmerc"
 PARETO_FILE = "pareto.json"
 OBJECTIVES = ("metric", "params")
 PRUNERS = ("median", "none")
-
-
-@dataclass(frozen=True)
-class TPEConfig:
-    trials: int = 8
-    candidate_epochs: int = 3
-    startup_trials: int = 3
-    pruner: str = "median"
-    storage: str = ""
-    objectives: tuple[str, ...] = ("metric",)
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
@@ -94,6 +87,39 @@ def make_pruner(name: str, startup_trials: int) -> optuna.pruners.BasePruner:
     raise NasmercError(f"strategy 'tpe': pruner={name!r}: expected one of {', '.join(PRUNERS)}")
 
 
+@dataclass(frozen=True)
+class TPEConfig:
+    trials: int = 8
+    candidate_epochs: int = 3
+    startup_trials: int = 3
+    pruner: str = "median"
+    storage: str = ""
+    objectives: tuple[str, ...] = ("metric",)
+
+    def __post_init__(self) -> None:
+        checks.positive("strategy 'tpe'", trials=self.trials, candidate_epochs=self.candidate_epochs,
+                        startup_trials=self.startup_trials)
+        check_objectives(self.objectives)
+        if self.pruner not in PRUNERS:
+            raise NasmercError(f"strategy 'tpe': pruner={self.pruner!r}: expected one of {', '.join(PRUNERS)}")
+        journal = self.journal_path()
+        if journal is not None and not journal.parent.is_dir():
+            raise NasmercError(f"strategy 'tpe': storage journal:{journal}: the folder {str(journal.parent)!r} "
+                               "does not exist")
+
+    @property
+    def multi(self) -> bool:
+        return len(self.objectives) > 1
+
+    def journal_path(self, run_dir: Path | None = None) -> Path | None:
+        """The journal file of ``storage=journal[:PATH]`` (in ``run_dir`` for a bare ``journal``), else ``None``."""
+        if self.storage.startswith("journal:"):
+            return Path(self.storage[len("journal:"):])
+        if self.storage == "journal" and run_dir is not None:
+            return Path(run_dir) / JOURNAL_FILE
+        return None
+
+
 class PruneReporter:
     """The per-epoch callback of one candidate: reports each epoch's value to ``trial`` and raises
     ``optuna.TrialPruned`` when the pruner says so (never after the last epoch: training is over)."""
@@ -109,9 +135,13 @@ class PruneReporter:
         if epoch + 1 < self.epochs and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
-
-def _plain(values: Sequence[Any]) -> bool:
-    return all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
+    def stop(self, epoch: int, value: float) -> bool:
+        """The evaluator's ``stop`` callback: True where the pruner prunes."""
+        try:
+            self(epoch, value)
+        except optuna.TrialPruned:
+            return True
+        return False
 
 
 def suggest_arch(trial: optuna.trial.BaseTrial, specs: Sequence[ChoiceSpec], fixed: dict[str, Any]) -> dict[str, Any]:
@@ -120,155 +150,145 @@ def suggest_arch(trial: optuna.trial.BaseTrial, specs: Sequence[ChoiceSpec], fix
     for spec in specs:
         if spec.label in fixed:
             arch[spec.label] = spec.check(fixed[spec.label])
-        elif spec.kind == "op":
-            arch[spec.label] = trial.suggest_categorical(spec.label, list(spec.candidates))
-        elif spec.kind == "value":
-            if _plain(spec.candidates):
-                arch[spec.label] = trial.suggest_categorical(spec.label, list(spec.candidates))
-            else:
-                arch[spec.label] = spec.candidates[trial.suggest_categorical(spec.label, list(range(len(spec.candidates))))]
-        elif spec.kind == "float":
-            arch[spec.label] = trial.suggest_float(spec.label, spec.low, spec.high)
-        elif spec.n_chosen == 1:
-            arch[spec.label] = [trial.suggest_categorical(spec.label, list(range(spec.n_candidates)))]
-        else:
-            free = list(range(spec.n_candidates))
-            chosen = []
-            for j in range(spec.n_chosen):
-                chosen.append(free.pop(trial.suggest_categorical(f"{spec.label}#{j}", list(range(spec.n_candidates - j)))))
-            arch[spec.label] = sorted(chosen)
+            continue
+        values = [trial.suggest_float(p.name, p.low, p.high) if p.is_float
+                  else trial.suggest_categorical(p.name, list(p.choices)) for p in spec.params()]
+        arch[spec.label] = spec.from_params(values)
     return arch
 
 
-class TPE(Strategy):
-    """Optuna's TPE sampler on whole architectures (see module docstring)."""
-
-    name = "tpe"
-    Config = TPEConfig
-
-    def search(self, ctx: SearchContext) -> SearchResult:
-        cfg: TPEConfig = self.config
-        check_positive(self.name, trials=cfg.trials, candidate_epochs=cfg.candidate_epochs,
-                       startup_trials=cfg.startup_trials)
-        objectives = check_objectives(cfg.objectives)
-        multi = len(objectives) > 1
-        pruner = make_pruner(cfg.pruner, cfg.startup_trials) if not multi else optuna.pruners.NopPruner()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        specs = ctx.space.choices(ctx.fixed)
-        metric = metrics.primary_metric(ctx.dataset.signature.task)
-        higher = metrics.HIGHER_IS_BETTER[metric]
-        metric_direction = "maximize" if higher else "minimize"
-        storage = self._storage(ctx)
-        try:
-            if multi:
-                sampler: optuna.samplers.BaseSampler = optuna.samplers.NSGAIISampler(seed=ctx.seed)
-                study = optuna.create_study(storage=storage, sampler=sampler, study_name=STUDY_NAME, pruner=pruner,
-                                            directions=[metric_direction if o == "metric" else "minimize"
-                                                        for o in objectives])
-            else:
-                sampler = optuna.samplers.TPESampler(seed=ctx.seed, n_startup_trials=cfg.startup_trials)
-                study = optuna.create_study(storage=storage, sampler=sampler, study_name=STUDY_NAME, pruner=pruner,
-                                            direction=metric_direction)
-            log = TrialLog(metric, ctx.events)
-            for i in range(cfg.trials):
-                trial = study.ask()
-                arch = suggest_arch(trial, specs, dict(ctx.fixed))
-                reporter = None if multi else PruneReporter(trial, cfg.candidate_epochs, metric)
-                start = time.time()
-                try:
-                    result = evaluate_candidate(ctx.space, ctx.dataset, ctx.train, arch, cfg.candidate_epochs,
-                                                ctx.device, ctx.seed + i, on_epoch=reporter)
-                except optuna.TrialPruned:
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                    partial = CandidateResult(float(reporter.best if reporter.best is not None else float("nan")),
-                                              {}, count_parameters(ctx.space.build(arch)), time.time() - start)
-                    log.add(arch, partial, eligible=False, pruned=True)
-                    continue
-                except BaseException:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    raise
-                study.tell(trial, [result.value if o == "metric" else float(result.parameters) for o in objectives]
-                           if multi else result.value)
-                log.add(arch, result)
-            if not multi:
-                return search_result(ctx.space, ctx.fixed, log, study=self._study_ref())
-            pareto = self._pareto(study, log, objectives, higher)
-        finally:
-            if isinstance(storage, optuna.storages.RDBStorage):
-                storage.remove_session()
-                storage.engine.dispose()
-        write_json(Path(ctx.run_dir) / PARETO_FILE, {"metric": metric, "objectives": list(objectives),
-                                                     "front": pareto})
-        chosen = pareto[0]["trial"]
-        summary = [{k: m[k] for k in ("trial", "value", "parameters")} for m in pareto]
-        return search_result(ctx.space, ctx.fixed, log, trial=chosen, study=self._study_ref(),
-                             objectives=list(objectives), pareto=summary, pareto_file=PARETO_FILE)
-
-    def _study_ref(self) -> str:
-        """Where the study is, for ``search.json``: the file name, or the URL with its password hidden."""
-        if not self.config.storage:
-            return STUDY_FILE
-        if self.config.storage == "journal":
-            return JOURNAL_FILE
-        if self.config.storage.startswith("journal:"):
-            return self.config.storage[len("journal:"):]
-        try:
-            from sqlalchemy.engine import make_url
-
-            return make_url(self.config.storage).render_as_string(hide_password=True)
-        except Exception:
-            return self.config.storage
-
-    def _storage(self, ctx: SearchContext) -> optuna.storages.BaseStorage:
-        """The study's storage: ``optuna.db`` in the run folder, a journal file, or ``storage`` as given;
-        refused when a study is already there."""
-        url = self.config.storage
-        if not url:
-            path = Path(ctx.run_dir) / STUDY_FILE
-            if path.exists():
-                raise NasmercError(f"{path}: a study file is already there: use a fresh run folder")
-            return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
-        if url == "journal" or url.startswith("journal:"):
-            return self._journal(Path(ctx.run_dir) / JOURNAL_FILE if url == "journal" else Path(url[len("journal:"):]))
-        try:
-            storage = optuna.storages.RDBStorage(url)
-        except Exception as exc:  # a bad URL, a missing driver, an unreachable server
-            raise NasmercError(f"strategy 'tpe': storage {url!r}: {exc}") from exc
-        try:
-            names = [s.study_name for s in storage.get_all_studies()]
-        except BaseException:
-            storage.remove_session()
-            storage.engine.dispose()
-            raise
-        if STUDY_NAME in names:
-            storage.remove_session()
-            storage.engine.dispose()
-            raise NasmercError(f"strategy 'tpe': storage {url!r} already holds a study {STUDY_NAME!r}: "
-                               f"use another database or delete that study")
-        return storage
-
-    @staticmethod
-    def _journal(path: Path) -> optuna.storages.BaseStorage:
-        """Optuna's journal file storage at ``path`` (its folder must exist; a study there is refused)."""
+def open_storage(cfg: TPEConfig, run_dir: Path) -> optuna.storages.BaseStorage:
+    """The study's storage: ``optuna.db`` in the run folder, a journal file, or the URL as Optuna opens it."""
+    journal = cfg.journal_path(run_dir)
+    if journal is not None:
         from optuna.storages.journal import JournalFileBackend
 
-        if not path.parent.is_dir():
-            raise NasmercError(f"strategy 'tpe': storage journal:{path}: the folder {str(path.parent)!r} does not exist")
-        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-        if STUDY_NAME in [s.study_name for s in storage.get_all_studies()]:
-            raise NasmercError(f"strategy 'tpe': {path} already holds a study {STUDY_NAME!r}: "
-                               "use another journal file or a fresh run folder")
-        return storage
+        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    url = cfg.storage or f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # a bad URL, a missing driver, an unreachable server
+        raise NasmercError(f"strategy 'tpe': storage {study_ref(cfg)!r}: {str(exc).splitlines()[0]}") from None
 
-    @staticmethod
-    def _pareto(study: optuna.Study, log: TrialLog, objectives: Sequence[str], higher: bool) -> list[dict[str, Any]]:
+
+def study_ref(cfg: TPEConfig) -> str:
+    """Where the study is, for ``search.json``: the file name, or the URL with its password hidden."""
+    if not cfg.storage:
+        return STUDY_FILE
+    if cfg.storage == "journal":
+        return JOURNAL_FILE
+    if cfg.storage.startswith("journal:"):
+        return cfg.storage[len("journal:"):]
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(cfg.storage).render_as_string(hide_password=True)
+    except Exception:
+        return "<a database URL>"
+
+
+class TPEProposer(Proposer):
+    """Optuna's ``study.ask()`` / ``study.tell()`` behind the trial loop."""
+
+    def __init__(self, ctx: SearchContext, cfg: TPEConfig) -> None:
+        super().__init__(ctx)
+        self.cfg = cfg
+        self.specs = ctx.space.choices(ctx.fixed)
+        self.metric = ctx.evaluator.metric
+        self.higher = ctx.evaluator.higher_is_better
+        self.left = cfg.trials
+        self._verbosity = optuna.logging.get_verbosity()  # restored by close()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.storage = open_storage(cfg, Path(ctx.run_dir))
+        direction = "maximize" if self.higher else "minimize"
+        pruner = make_pruner(cfg.pruner, cfg.startup_trials) if not cfg.multi else optuna.pruners.NopPruner()
+        try:
+            if cfg.multi:
+                self.study = optuna.create_study(
+                    storage=self.storage, sampler=optuna.samplers.NSGAIISampler(seed=ctx.seed),
+                    study_name=STUDY_NAME, pruner=pruner,
+                    directions=[direction if o == "metric" else "minimize" for o in cfg.objectives])
+            else:
+                self.study = optuna.create_study(
+                    storage=self.storage, sampler=optuna.samplers.TPESampler(seed=ctx.seed,
+                                                                             n_startup_trials=cfg.startup_trials),
+                    study_name=STUDY_NAME, pruner=pruner, direction=direction)
+        except optuna.exceptions.DuplicatedStudyError:
+            self.close()
+            raise NasmercError(f"strategy 'tpe': storage {study_ref(cfg)!r} already holds a study {STUDY_NAME!r}: "
+                               "use another storage, a fresh run folder, or delete that study") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def done(self) -> bool:
+        return self.left == 0
+
+    def ask(self, n: int) -> list[Proposal]:
+        k = min(n, self.left)
+        self.left -= k
+        prune = n == 1 and not self.cfg.multi  # a stop must run in this process
+        out = []
+        for _ in range(k):
+            trial = self.study.ask()
+            reporter = PruneReporter(trial, self.cfg.candidate_epochs, self.metric) if prune else None
+            out.append(Proposal(suggest_arch(trial, self.specs, dict(self.ctx.fixed)),
+                                stop=reporter.stop if reporter else None, ref=trial))
+        return out
+
+    def tell(self, proposal: Proposal, result: CandidateResult, trial: int) -> None:
+        optuna_trial = proposal.ref
+        if proposal.stop is None and not self.cfg.multi:  # trained in a worker: report its epochs now
+            for epoch, value in enumerate(result.history):
+                optuna_trial.report(value, epoch)
+        if result.stopped:
+            self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
+        elif self.cfg.multi:
+            self.study.tell(optuna_trial, [result.value if o == "metric" else float(result.parameters)
+                                           for o in self.cfg.objectives])
+        else:
+            self.study.tell(optuna_trial, result.value)
+
+    def abandon(self, proposals: Sequence[Proposal]) -> None:
+        for proposal in proposals:
+            self.study.tell(proposal.ref, state=optuna.trial.TrialState.FAIL)
+
+    def result(self, log: TrialLog) -> SearchResult:
+        if not self.cfg.multi:
+            return search_result(self.ctx.space, self.ctx.fixed, log, study=study_ref(self.cfg))
+        pareto = self._pareto(log)
+        write_json(Path(self.ctx.run_dir) / PARETO_FILE, {"metric": self.metric, "objectives": list(self.cfg.objectives),
+                                                          "front": pareto})
+        summary = [{k: m[k] for k in ("trial", "value", "parameters")} for m in pareto]
+        return search_result(self.ctx.space, self.ctx.fixed, log, trial=pareto[0]["trial"], study=study_ref(self.cfg),
+                             objectives=list(self.cfg.objectives), pareto=summary, pareto_file=PARETO_FILE)
+
+    def _pareto(self, log: TrialLog) -> list[dict[str, Any]]:
         """The Pareto front, best metric first (fewest parameters on a tie); log record = trial number + 1."""
         members = []
-        for t in study.best_trials:
+        for t in self.study.best_trials:
             record = log.trials[t.number]
             members.append({"trial": record["trial"], "arch": record["arch"], "value": record["value"],
                             "parameters": int(record["parameters"])})
         if not members:
             raise NasmercError("the search completed no candidate: expected at least one trial")
-        members.sort(key=lambda m: (-m["value"] if higher else m["value"], m["parameters"], m["trial"]))
+        members.sort(key=lambda m: (-m["value"] if self.higher else m["value"], m["parameters"], m["trial"]))
         return members
+
+    def close(self) -> None:
+        storage = getattr(self, "storage", None)
+        if isinstance(storage, optuna.storages.RDBStorage):
+            storage.remove_session()
+            storage.engine.dispose()
+        optuna.logging.set_verbosity(self._verbosity)
+
+
+class TPE(PopulationStrategy):
+    """Optuna's TPE sampler on whole architectures (see module docstring)."""
+
+    name = "tpe"
+    Config = TPEConfig
+    shortcuts = ("trials", "storage", "objectives")
+
+    def proposer(self, ctx: SearchContext) -> Proposer:
+        return TPEProposer(ctx, self.config)

@@ -15,7 +15,7 @@ from torch import nn
 
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
-from nasmerc.nas.choices import (ChoiceContext, ChoiceSpec, ChosenInputs, InputChoice, OpChoice, UnresolvedChoice,
+from nasmerc.nas.choices import (ChoiceContext, ChosenInputs, InputSpec, OpSpec, InputChoice, OpChoice, UnresolvedChoice,
                                  choice_modules)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import count_parameters
@@ -270,11 +270,11 @@ def test_canonical_sorts_inputs_and_normalises(space: ToySpace) -> None:
 
 
 def test_choice_spec_check_directly() -> None:
-    single = ChoiceSpec("s", "input", n_candidates=4, n_chosen=1)
+    single = InputSpec("s", n_candidates=4, n_chosen=1)
     assert single.check(3) == [3] and single.check([2]) == [2]
     with pytest.raises(NasmercError, match="'s' = 4"):
         single.check(4)
-    op = ChoiceSpec("o", "op", ("a", "b"))
+    op = OpSpec("o", ("a", "b"))
     assert op.check("b") == "b"
     with pytest.raises(NasmercError, match=r"expected one of \['a', 'b'\]"):
         op.check("c")

@@ -19,7 +19,7 @@ from nasmerc.data.batch import collate
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
-from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules
+from nasmerc.nas.choices import FloatSpec, InputChoice, InputSpec, OpChoice, OpSpec, ValueSpec, choice_modules
 from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.train.trainer import TrainConfig, Trainer
@@ -178,14 +178,14 @@ def test_warmup_epochs_skip_the_architecture_step(space: RMNASSpace, dataset) ->
 
 # -- derivation -----------------------------------------------------------------------------------
 SPECS = [
-    ChoiceSpec("mix", "op", ("attention", "pool", "identity")),
-    ChoiceSpec("fuse", "op", ("zero", "sum", "concat_fc")),
-    ChoiceSpec("fuse2", "op", ("zero", "sum", "concat_fc")),
-    ChoiceSpec("only_zero", "op", ("zero",)),
-    ChoiceSpec("one", "input", n_candidates=4, n_chosen=1),
-    ChoiceSpec("two", "input", n_candidates=5, n_chosen=2),
-    ChoiceSpec("depth", "value", (2, 4)),
-    ChoiceSpec("p", "float", low=0.0, high=0.5),
+    OpSpec("mix", ("attention", "pool", "identity")),
+    OpSpec("fuse", ("zero", "sum", "concat_fc")),
+    OpSpec("fuse2", ("zero", "sum", "concat_fc")),
+    OpSpec("only_zero", ("zero",)),
+    InputSpec("one", n_candidates=4, n_chosen=1),
+    InputSpec("two", n_candidates=5, n_chosen=2),
+    ValueSpec("depth", (2, 4)),
+    FloatSpec("p", 0.0, 0.5),
 ]
 ALPHA = {
     "mix": torch.tensor([0.1, 2.0, -1.0]),
@@ -303,12 +303,12 @@ def test_same_seed_same_search(searched, dataset, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("config, needle", [
-    (DartsConfig(order=3), "order=3: expected 1 or 2"),
-    (DartsConfig(arch_fraction=1.0), "arch_fraction=1.0"),
+    (lambda: DartsConfig(order=3), "order=3: expected 1 or 2"),
+    (lambda: DartsConfig(arch_fraction=1.0), "arch_fraction=1.0"),
 ])
 def test_bad_darts_config_is_refused(space: RMNASSpace, dataset, tmp_path, config, needle) -> None:
     with pytest.raises(NasmercError, match=needle):
-        run_search(space, dataset, tmp_path, config=config)
+        run_search(space, dataset, tmp_path, config=config())
     assert not (tmp_path / ALPHA_FILE).exists()
 
 

@@ -24,8 +24,8 @@ from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
 from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.population import (CandidateTask, TrialLog, decode, encode, evaluate_candidate, evaluate_task,
-                                    genes, sample_arch, sample_genome, search_result)
+from nasmerc.nas.evaluator import CandidateRequest, Evaluator
+from nasmerc.nas.population import TrialLog, decode, encode, genes, sample_arch, sample_genome, search_result
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
@@ -89,10 +89,10 @@ def space(dataset) -> ToySpace:
 
 
 def context(space: SearchSpace, dataset: Any, run_dir: Path, seed: int = 0,
-            fixed: dict[str, Any] | None = None) -> tuple[SearchContext, ListSink]:
+            fixed: dict[str, Any] | None = None, workers: int = 1) -> tuple[SearchContext, ListSink]:
     sink = ListSink()
     return SearchContext(space=space, dataset=dataset, train=TRAIN, device=torch.device("cpu"), seed=seed,
-                         events=Events([sink]), run_dir=run_dir, fixed=fixed or {}), sink
+                         events=Events([sink]), run_dir=run_dir, fixed=fixed or {}, workers=workers), sink
 
 
 def of_type(sink: ListSink, kind: str) -> list[dict[str, Any]]:
@@ -176,8 +176,9 @@ def test_mutation_keeps_genomes_valid(space: ToySpace) -> None:
 # -- candidates -------------------------------------------------------------------------------------
 def test_evaluate_candidate_is_silent_and_seeded(space: ToySpace, dataset) -> None:
     arch = {"width": 4, "op": "skip", "pick": [0, 3], "p": 0.1}
-    a = evaluate_candidate(space, dataset, TRAIN, arch, 1, "cpu", seed=3)
-    b = evaluate_task(CandidateTask(space, dataset, TRAIN, arch, 1, "cpu", 3))
+    a, = Evaluator(space, dataset, TRAIN).score_all([CandidateRequest(arch, 1, seed=3)])
+    torch.manual_seed(99)  # the global RNG does not matter: the evaluator seeds
+    b, = Evaluator(space, dataset, TRAIN, seed=5).score_all([CandidateRequest(arch, 1, seed=3)])
     assert a.value == b.value and a.metrics == b.metrics and 0.0 <= a.value <= 1.0
     assert a.parameters == sum(p.numel() for p in space.build(arch).parameters())
     sink = ListSink()
@@ -200,9 +201,9 @@ STRATEGIES = {
 
 
 def run(name: str, space: SearchSpace, dataset: Any, run_dir: Path, seed: int = 0,
-        strategy: Strategy | None = None) -> tuple[SearchResult, ListSink]:
+        strategy: Strategy | None = None, workers: int = 1) -> tuple[SearchResult, ListSink]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx, sink = context(space, dataset, run_dir, seed)
+    ctx, sink = context(space, dataset, run_dir, seed, workers=workers)
     return (strategy or STRATEGIES[name]()).search(ctx), sink
 
 
@@ -247,8 +248,7 @@ def test_evolution_map_switch(space: ToySpace, dataset, tmp_path: Path) -> None:
     """``workers=2`` runs fitness in a spawned process pool and finds what ``workers=1`` finds."""
     cfg = EvolutionConfig(population=2, generations=1, candidate_epochs=1)
     serial, _ = run("evolution", space, dataset, tmp_path / "1", strategy=Evolution(cfg))
-    pooled, _ = run("evolution", space, dataset, tmp_path / "2",
-                    strategy=Evolution(EvolutionConfig(**{**cfg.__dict__, "workers": 2})))
+    pooled, _ = run("evolution", space, dataset, tmp_path / "2", strategy=Evolution(cfg), workers=2)
     assert (pooled.arch, pooled.best_value) == (serial.arch, serial.best_value)
     assert [t["value"] for t in pooled.extra["trials"]] == [t["value"] for t in serial.extra["trials"]]
 
@@ -310,7 +310,7 @@ def test_evaluate_candidate_on_epoch_can_stop_training(space: ToySpace, dataset)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        evaluate_candidate(space, dataset, TRAIN, arch, 3, "cpu", seed=0, on_epoch=stop)
+        Evaluator(space, dataset, TRAIN).score_all([CandidateRequest(arch, 3, seed=0, stop=stop)])
     assert len(seen) == 1 and seen[0][0] == 0
 
 
@@ -384,8 +384,8 @@ def test_tpe_journal_storage(space: ToySpace, dataset, tmp_path: Path) -> None:
     elsewhere = TPEConfig(trials=1, candidate_epochs=1, startup_trials=1, storage=f"journal:{path}")
     with pytest.raises(NasmercError, match="already holds a study"):
         run("tpe", space, dataset, tmp_path / "run2", strategy=TPE(elsewhere))
-    missing = TPEConfig(trials=1, candidate_epochs=1, storage=f"journal:{tmp_path / 'no' / 'x.journal'}")
-    with pytest.raises(NasmercError, match="does not exist"):
+    with pytest.raises(NasmercError, match="does not exist"):  # refused when the config is made
+        missing = TPEConfig(trials=1, candidate_epochs=1, storage=f"journal:{tmp_path / 'no' / 'x.journal'}")
         run("tpe", space, dataset, tmp_path / "run3", strategy=TPE(missing))
 
 

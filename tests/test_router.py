@@ -15,7 +15,7 @@ from nasmerc.data.batch import collate
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
-from nasmerc.nas.choices import ChoiceSpec, RoutedOp, choice_modules
+from nasmerc.nas.choices import InputSpec, OpSpec, RoutedOp, choice_modules
 from nasmerc.nas.population import sample_arch
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.train.trainer import TrainConfig, Trainer
@@ -93,8 +93,8 @@ def test_counts_only_real_tokens_and_shares_sum_to_one(dataset) -> None:
 
 
 def test_derive_and_prune_below() -> None:
-    specs = [ChoiceSpec("a.op", "op", ("zero", "sum", "attention")), ChoiceSpec("b.op", "op", ("x", "y", "z")),
-             ChoiceSpec("c.in", "input", ("p", "q", "r"), n_candidates=3, n_chosen=1)]
+    specs = [OpSpec("a.op", ("zero", "sum", "attention")), OpSpec("b.op", ("x", "y", "z")),
+             InputSpec("c.in", ("p", "q", "r"), n_candidates=3, n_chosen=1)]
     shares = {"a.op": {"zero": 0.6, "sum": 0.03, "attention": 0.37}, "b.op": {"x": 0.1, "y": 0.88, "z": 0.02}}
     inputs = {"c.in": {"p": 0.2, "q": 0.5, "r": 0.3}}
     arch, kept = derive(shares, inputs, specs, {}, prune_below=0.0)
@@ -115,7 +115,7 @@ def test_bad_config_names_the_key(dataset, tmp_path: Path) -> None:
     space = BMNASSpace.from_preset(dataset.signature, "default", BMNAS)
     ctx = SearchContext(space, dataset, TRAIN, torch.device("cpu"), 0, Events(), tmp_path)
     with pytest.raises(NasmercError, match="prune_below"):
-        Router(RouterConfig(prune_below=1.5)).search(ctx)
+        Router(RouterConfig(prune_below=1.5)).search(ctx)  # refused when the config is made
 
 
 def run_search(space, dataset, run_dir: Path, seed: int = 0, **config: Any) -> tuple[SearchResult, list[dict]]:
@@ -197,7 +197,7 @@ def test_routed_op_builds_and_routes_per_token(dataset) -> None:
     (["a", "b"], "is not a candidate"),
 ])
 def test_bad_routed_choices_are_named(bad, needle) -> None:
-    spec = ChoiceSpec("x.op", "op", ("a", "b", "c"))
+    spec = OpSpec("x.op", ("a", "b", "c"))
     with pytest.raises(NasmercError, match=needle):
         spec.check(bad)
     assert spec.check({"routed": ["b"], "width": 3}) == "b"

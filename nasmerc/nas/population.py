@@ -1,4 +1,4 @@
-"""What population strategies (random search, evolution, TPE) share: genomes and candidate training.
+"""What population strategies (random search, evolution, TPE) share: genomes, the trial loop, the log.
 
 As in PyGlove's regularized evolution, the algorithms see only an *encoded* architecture. A space's
 choice points (``SearchSpace.choices(fixed)``) are laid out as a flat list of genes
@@ -11,52 +11,33 @@ choice points (``SearchSpace.choices(fixed)``) are laid out as a flat list of ge
 
 Labels in ``fixed`` (``--fix``) are not genes: :func:`decode` copies them into every architecture.
 
-:func:`evaluate_candidate` builds one architecture and trains it for a few epochs with a silent event
-stream (a candidate's per-epoch events would confuse the dashboard of the search); its top-level form
-:func:`evaluate_task` takes one picklable :class:`CandidateTask`, so it can run in a process pool.
-:class:`TrialLog` records every evaluated candidate, emits its ``trial`` event and turns the best one
-into a :class:`~nasmerc.nas.strategy.SearchResult`.
+Each algorithm is a :class:`Proposer` (ask / tell, as Optuna's ``Study``) inside the one trial loop
+:func:`run_trials`, which has the :class:`~nasmerc.nas.evaluator.Evaluator` train the proposals and
+records every candidate in a :class:`TrialLog` (one ``trial`` event each); :func:`search_result`
+turns the best one into a :class:`~nasmerc.nas.strategy.SearchResult`. A
+:class:`PopulationStrategy` is a strategy whose search is that loop around its proposer.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from nasmerc import metrics
-from nasmerc.data.conversation import ConversationDataset
 from nasmerc.errors import NasmercError
-from nasmerc.events import CallbackSink, Events
-from nasmerc.nas.choices import ChoiceSpec, UnresolvedChoice
+from nasmerc.events import Events
+from nasmerc.nas.choices import ChoiceSpec, Gene, UnresolvedChoice
+from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
 from nasmerc.nas.space import SearchSpace
+from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 from nasmerc.outputs import count_parameters
-from nasmerc.nas.strategy import SearchResult
-from nasmerc.train.trainer import TrainConfig, Trainer
 
 Genome = list
 """A genome is a plain list of genes (ints for categorical genes, floats for float genes); DEAP's
 individuals are list subclasses, so they are genomes too."""
-
-
-@dataclass(frozen=True)
-class Gene:
-    """One position of a genome: ``size`` categories (indices ``0..size-1``) or a real in ``[low, high]``.
-
-    ``spec`` is the index of the choice the gene belongs to: the ``k`` genes of an input choice share
-    it and must hold distinct indices.
-    """
-
-    label: str
-    kind: str  # "categorical" | "float"
-    spec: int
-    size: int = 0
-    low: float = 0.0
-    high: float = 0.0
 
 
 def searched(specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any] | None = None) -> list[ChoiceSpec]:
@@ -67,17 +48,7 @@ def searched(specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any] | None = None
 
 def genes(specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any] | None = None) -> list[Gene]:
     """The gene layout of ``specs`` (see the module docstring)."""
-    out: list[Gene] = []
-    for i, spec in enumerate(searched(specs, fixed)):
-        if spec.kind == "float":
-            out.append(Gene(spec.label, "float", i, low=spec.low, high=spec.high))
-        elif spec.kind == "input":
-            out.extend(Gene(spec.label, "categorical", i, size=spec.n_candidates) for _ in range(spec.n_chosen))
-        elif spec.kind in ("op", "value"):
-            out.append(Gene(spec.label, "categorical", i, size=len(spec.candidates)))
-        else:
-            raise NasmercError(f"choice {spec.label!r}: unknown kind {spec.kind!r}")
-    return out
+    return [gene for i, spec in enumerate(searched(specs, fixed)) for gene in spec.genes(i)]
 
 
 def encode(arch: Mapping[str, Any], specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any] | None = None) -> Genome:
@@ -86,13 +57,7 @@ def encode(arch: Mapping[str, Any], specs: Sequence[ChoiceSpec], fixed: Mapping[
     for spec in searched(specs, fixed):
         if spec.label not in arch:
             raise NasmercError(f"architecture: choice {spec.label!r} is missing")
-        choice = spec.check(arch[spec.label])
-        if spec.kind == "float":
-            genome.append(float(choice))
-        elif spec.kind == "input":
-            genome.extend(int(i) for i in choice)
-        else:
-            genome.append(spec.candidates.index(choice))
+        genome.extend(spec.encode(arch[spec.label]))
     return genome
 
 
@@ -104,19 +69,13 @@ def decode(genome: Sequence[Any], specs: Sequence[ChoiceSpec], fixed: Mapping[st
         raise NasmercError(f"genome of {len(genome)} genes for a space of {len(layout)} genes")
     arch: dict[str, Any] = {}
     pos = 0
-    for spec in specs:
+    for i, spec in enumerate(specs):
         if spec.label in fixed:
             arch[spec.label] = spec.check(fixed[spec.label])
             continue
-        if spec.kind == "float":
-            arch[spec.label] = spec.check(float(genome[pos]))
-            pos += 1
-        elif spec.kind == "input":
-            arch[spec.label] = spec.check([int(i) for i in genome[pos: pos + spec.n_chosen]])
-            pos += spec.n_chosen
-        else:
-            arch[spec.label] = spec.candidates[int(genome[pos])]
-            pos += 1
+        n = len(spec.genes(0))
+        arch[spec.label] = spec.decode(genome[pos: pos + n])
+        pos += n
     return arch
 
 
@@ -139,62 +98,84 @@ def sample_arch(specs: Sequence[ChoiceSpec], rng: np.random.Generator,
     return decode(sample_genome(genes(specs, fixed), rng), specs, fixed)
 
 
-# -- candidates ------------------------------------------------------------------------------------
+# -- proposers and the one trial loop ---------------------------------------------------------------
 @dataclass
-class CandidateResult:
-    """One trained candidate: validation ``value`` of the primary metric and all its ``metrics``."""
+class Proposal:
+    """One candidate a proposer asks to have evaluated: ``arch``, the fields its ``trial`` event and log
+    record carry besides the usual ones (``extra``, say ``generation``), an optional per-epoch
+    ``stop(epoch, value)`` (see :class:`~nasmerc.nas.evaluator.CandidateRequest`) and the proposer's
+    own handle on it (``ref``: a DEAP individual, an Optuna trial)."""
 
-    value: float
-    metrics: dict[str, float]
-    parameters: int
-    seconds: float
-
-
-def evaluate_candidate(space: SearchSpace, dataset: ConversationDataset, train_cfg: TrainConfig,
-                       arch: Mapping[str, Any], epochs: int, device: torch.device | str = "cpu",
-                       seed: int = 0, on_epoch: Callable[[int, float], None] | None = None) -> CandidateResult:
-    """Build ``space.build(arch)`` (after ``torch.manual_seed(seed)``), train it ``epochs`` epochs with a
-    silent event stream, and return the best validation value of the primary metric.
-
-    ``on_epoch(epoch, value)``, when given, is called after every epoch (``epoch`` 0-based, ``value``
-    that epoch's validation value of the primary metric); it may raise to stop the training (TPE's
-    pruning does), and the exception propagates to the caller."""
-    start = time.time()
-    torch.manual_seed(seed)
-    model = space.build(arch)
-    cfg = dataclasses.replace(train_cfg, epochs=epochs)
-    events = Events()
-    if on_epoch is not None:
-        events.add(CallbackSink(lambda e: on_epoch(int(e["epoch"]) - 1, float(e["value"]))
-                                if e["type"] == "epoch" else None))
-    trainer = Trainer(model, dataset.signature, cfg, device=device, seed=seed, events=events)
-    fit = trainer.fit(dataset.split("train"), dataset.split("valid"))
-    if not np.isfinite(fit.best_value):
-        raise NasmercError(f"candidate {dict(arch)} gave no finite validation {trainer.metric}")
-    return CandidateResult(float(fit.best_value), dict(fit.best_metrics), count_parameters(model), time.time() - start)
-
-
-@dataclass
-class CandidateTask:
-    """Everything :func:`evaluate_task` needs, picklable for a process pool (device as a string)."""
-
-    space: SearchSpace
-    dataset: ConversationDataset
-    train: TrainConfig
     arch: dict[str, Any]
-    epochs: int
-    device: str
-    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    stop: Callable[[int, float], bool] | None = None
+    ref: Any = None
 
 
-def evaluate_task(task: CandidateTask) -> CandidateResult:
-    """:func:`evaluate_candidate` of one task: a top-level function, so process pools can pickle it."""
-    return evaluate_candidate(task.space, task.dataset, task.train, task.arch, task.epochs, task.device, task.seed)
+class Proposer(ABC):
+    """A population strategy's algorithm, seen from the trial loop (:func:`run_trials`): ask / tell.
+
+    A proposer is made for one search (``ctx``). The loop calls :meth:`ask` while :meth:`done` is
+    false, has the evaluator train every proposal it gets, and calls :meth:`tell` with each result, in
+    order. After the last one it calls :meth:`result` and, whatever happened, :meth:`close`.
+    :meth:`abandon` is called with the proposals of a batch whose evaluation failed, before the error
+    propagates.
+    """
+
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+
+    @abstractmethod
+    def done(self) -> bool:
+        """True when nothing is left to ask."""
+
+    @abstractmethod
+    def ask(self, n: int) -> list[Proposal]:
+        """Proposals to evaluate next: up to ``n`` (the evaluator's workers) where the algorithm can
+        choose, its whole batch where it cannot (a generation); may be empty."""
+
+    @abstractmethod
+    def tell(self, proposal: Proposal, result: CandidateResult, trial: int) -> None:
+        """The result of ``proposal``, recorded as trial number ``trial`` (1-based) of the log."""
+
+    def abandon(self, proposals: Sequence[Proposal]) -> None:
+        """The evaluation of ``proposals`` failed (default: nothing to undo)."""
+
+    def result(self, log: "TrialLog") -> SearchResult:
+        """The search's result once :meth:`done` (default: the best trial of ``log``)."""
+        return search_result(self.ctx.space, self.ctx.fixed, log)
+
+    def close(self) -> None:
+        """Release what the proposer holds (a study's storage); called once at the end."""
 
 
-def init_worker(threads: int) -> None:
-    """Process-pool initializer: the parent's torch thread count, so results match a serial run."""
-    torch.set_num_threads(threads)
+def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int) -> SearchResult:
+    """The trial loop every population strategy runs: ask, evaluate ``epochs`` epochs each, tell.
+
+    Trial ``n`` (0-based, in the order asked) trains with seed ``evaluator.seed + n``, so the result
+    does not depend on the evaluator's worker count. A candidate stopped early (pruned) is recorded
+    with ``pruned: true`` and is never the best.
+    """
+    log = TrialLog(evaluator.metric, evaluator.events)
+    try:
+        while not proposer.done():
+            proposals = proposer.ask(evaluator.workers)
+            first = len(log.trials)
+            requests = [CandidateRequest(p.arch, epochs, evaluator.seed + first + k, p.stop)
+                        for k, p in enumerate(proposals)]
+            try:
+                results = evaluator.score_all(requests)
+            except BaseException:
+                proposer.abandon(proposals)
+                raise
+            for proposal, result in zip(proposals, results):
+                extra = {**proposal.extra, **({"pruned": True} if result.stopped else {})}
+                record = log.add(proposal.arch, result, eligible=not result.stopped, **extra)
+                proposer.tell(proposal, result, record["trial"])
+        return proposer.result(log)
+    finally:
+        evaluator.close()
+        proposer.close()
 
 
 # -- the record of a search --------------------------------------------------------------------------
@@ -257,8 +238,13 @@ def search_result(space: SearchSpace, fixed: Mapping[str, Any], log: TrialLog, b
     )
 
 
-def check_positive(strategy: str, **values: int) -> None:
-    """Refuse a count below 1, naming the strategy option."""
-    for name, value in values.items():
-        if value < 1:
-            raise NasmercError(f"strategy {strategy!r}: {name}={value}: expected an integer >= 1")
+class PopulationStrategy(Strategy):
+    """A strategy whose search is :func:`run_trials` around its :meth:`proposer`; its ``Config`` has
+    ``candidate_epochs``, the epochs every candidate trains."""
+
+    @abstractmethod
+    def proposer(self, ctx: SearchContext) -> Proposer:
+        """The algorithm for one search of ``ctx`` (its space, fixed labels, seed, run folder)."""
+
+    def search(self, ctx: SearchContext) -> SearchResult:
+        return run_trials(self.proposer(ctx), ctx.evaluator, self.config.candidate_epochs)

@@ -21,7 +21,7 @@ from torch import nn
 from nasmerc.config import apply_overrides, to_plain
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
-from nasmerc.nas.choices import ChoiceContext, ChoiceSpec
+from nasmerc.nas.choices import ChoiceContext, ChoiceSpec, choice_modules
 
 
 class SearchSpace(ABC):
@@ -84,11 +84,27 @@ class SearchSpace(ABC):
         """The space's choice points, in the order the network asks them.
 
         Value / float choices not in ``fixed`` take placeholder values while listing, so a
-        population strategy can see every gene before it has chosen any.
+        population strategy can see every gene before it has chosen any. Listed once per ``fixed``.
         """
-        ctx = ChoiceContext(arch=None, fixed=dict(fixed or {}), placeholders=True)
-        self.network(ctx)
-        return list(ctx.specs.values())
+        return list(self._listing(fixed)[0])
+
+    def inactive(self, fixed: Mapping[str, Any] | None = None) -> list[str]:
+        """Op / input choices the space asks for but its network with ``fixed`` does not hold as
+        modules (say, the fusion of a level beyond a fixed depth): they have no effect, so a derived
+        architecture gives them their first candidate."""
+        return list(self._listing(fixed)[1])
+
+    def _listing(self, fixed: Mapping[str, Any] | None) -> tuple[tuple[ChoiceSpec, ...], tuple[str, ...]]:
+        """The specs and inactive labels of the network with ``fixed``, built once and cached."""
+        fixed = dict(fixed or {})
+        key = repr(sorted(fixed.items()))
+        cache = self.__dict__.setdefault("_listings", {})
+        if key not in cache:
+            ctx = ChoiceContext(arch=None, fixed=fixed, placeholders=True)
+            present = {m.label for m in choice_modules(self.network(ctx))}
+            specs = tuple(ctx.specs.values())
+            cache[key] = specs, tuple(s.label for s in specs if s.in_supernet and s.label not in present)
+        return cache[key]
 
     def check_fixed(self, fixed: Mapping[str, Any]) -> None:
         """Refuse ``--fix`` labels the space does not have, or that are not value / float choices."""
@@ -99,7 +115,7 @@ class SearchSpace(ABC):
         if unknown:
             raise NasmercError(f"--fix: unknown choice label(s) {unknown} (known: {sorted(specs)})")
         for label in fixed:
-            if specs[label].kind not in ("value", "float"):
+            if specs[label].in_supernet:
                 raise NasmercError(f"--fix {label!r}: an {specs[label].kind} choice is searched, not fixed "
                                    "(--fix takes value and float choices)")
 
@@ -125,7 +141,6 @@ class SearchSpace(ABC):
         if unknown:
             raise NasmercError(f"architecture: unknown choice label(s) {sorted(unknown)} for space {self.name!r}")
         return {label: spec.check(arch[label]) for label, spec in ctx.specs.items()}
-
 
 
 class FixedSpace(SearchSpace):

@@ -16,16 +16,17 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from nasmerc import metrics
+from nasmerc import checks, metrics
 from nasmerc.data.batch import Batch, iterate_batches
 from nasmerc.data.conversation import Conversation, DataSignature
 from nasmerc.data.missing import fixed_masks, make_schedule, mask_batch, stack_masks
+from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.outputs import ModelOutput
 from nasmerc.train.losses import select_real, task_loss
@@ -49,11 +50,22 @@ class TrainConfig:
     plugins: tuple[str, ...] = ()
     plugin_options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Ranges, checked when the config is made (``--set train.lr=-1`` stops before any run folder)."""
+        where = "train"
+        checks.positive(where, epochs=self.epochs, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size)
+        checks.at_least(where, 0, patience=self.patience)
+        checks.greater_than_zero(where, lr=self.lr)
+        checks.non_negative(where, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        make_schedule(self.missing)
+        if not self.valid_rates:
+            raise NasmercError("train: valid_rates: expected at least one missing rate in [0, 1]")
+        for rate in self.valid_rates:
+            checks.in_range(where, "valid_rates", rate, 0.0, 1.0)
+
 
 def resolve_device(device: str) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N``; a CUDA device without CUDA is a named error."""
-    from nasmerc.errors import NasmercError
-
     if device == "cpu":
         return torch.device("cpu")
     if device.startswith("cuda"):
@@ -68,12 +80,24 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-class TrainHook(Protocol):
-    """What a strategy may add to the loop; both methods are optional in effect (return None)."""
+class TrainHook:
+    """What a strategy may add to the loop. Every method does nothing by default.
 
-    def before_step(self, trainer: "Trainer", batch: Batch, epoch: int, step: int) -> None: ...
+    - :meth:`before_forward` is called with every batch just before the model sees it, in training and
+      in validation (the router reads the batch's mask of real tokens here);
+    - :meth:`before_step` before every weight step, with the masked training batch (DARTS takes its
+      architecture step here);
+    - :meth:`after_epoch` after every epoch's validation (both report their weights here).
+    """
 
-    def after_epoch(self, trainer: "Trainer", epoch: int) -> None: ...
+    def before_forward(self, trainer: "Trainer", batch: Batch) -> None:
+        """Called with each batch (on the device, masked) before ``model(batch)``."""
+
+    def before_step(self, trainer: "Trainer", batch: Batch, epoch: int, step: int) -> None:
+        """Called before each weight step of epoch ``epoch`` (0-based), step ``step`` (0-based)."""
+
+    def after_epoch(self, trainer: "Trainer", epoch: int) -> None:
+        """Called after epoch ``epoch`` (0-based) is validated."""
 
 
 @dataclass
@@ -114,6 +138,7 @@ class Trainer:
         self.utterance_level = signature.level == "utterance"
         self.current_rate = 0.0
         self.plugins = make_plugins(config.plugins, config.plugin_options, signature)
+        self.hooks: list[TrainHook] = []
 
     # -- one batch -----------------------------------------------------------------------------
     def loss(self, batch: Batch, epoch: int | None = None) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
@@ -121,6 +146,8 @@ class Trainer:
 
         With ``epoch`` (a weight step of the training loop) a plug-in may replace the task term.
         """
+        for hook in self.hooks:
+            hook.before_forward(self, batch)
         out: ModelOutput = self.model(batch)
         total = None
         if epoch is not None:
@@ -175,6 +202,8 @@ class Trainer:
         outs, labels, loss_sum, n = [], [], 0.0, 0
         for idx, batch in iterate_batches(convs, self.signature, self.config.eval_batch_size):
             batch = batch.with_present(stack_masks([masks[i] for i in idx], batch)).to(self.device)
+            for hook in self.hooks:
+                hook.before_forward(self, batch)
             out: ModelOutput = self.model(batch)
             rows, target = select_real(out.logits, batch)
             loss_sum += float(task_loss(out.logits, batch, self.signature.task)) * len(target)
@@ -195,9 +224,16 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, train: Sequence[Conversation], valid: Sequence[Conversation], hooks: Sequence[TrainHook] = (),
-            on_best: Callable[[int, float], None] | None = None) -> FitResult:
-        """Train for ``epochs``; keep (and load back at the end) the weights of the best validation epoch."""
+            on_best: Callable[[int, float], None] | None = None,
+            stop: Callable[[int, float], bool] | None = None) -> FitResult:
+        """Train for ``epochs``; keep (and load back at the end) the weights of the best validation epoch.
+
+        ``on_best(epoch, value)`` is called when an epoch (1-based) is the best so far; ``stop(epoch,
+        value)`` after every epoch (0-based ``epoch``, its validation value): ``True`` ends the training
+        there (a pruned candidate), as ``patience`` does.
+        """
         start = time.time()
+        self.hooks = list(hooks)
         best_value: float | None = None
         best_epoch, best_metrics, best_state = 0, {}, None
         history = []
@@ -231,6 +267,9 @@ class Trainer:
             self.events.emit("epoch", **record)
             if self.config.patience and epoch + 1 - best_epoch >= self.config.patience:
                 break
+            if stop is not None and stop(epoch, value):
+                break
+        self.hooks = []
         if best_state is not None:
             self.model.load_state_dict(best_state)
         return FitResult(float(best_value if best_value is not None else float("nan")), best_epoch, best_metrics,
