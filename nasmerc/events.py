@@ -8,8 +8,15 @@ Every event has a ``type`` and a wall-clock ``time`` (seconds since the epoch). 
 - ``epoch``: ``epoch``, ``epochs``, ``train_loss``, ``valid_loss``, ``valid`` (metrics dict),
   ``metric``, ``value``, ``best``, ``best_epoch``, ``missing_rate``, ``losses`` (each named term),
   ``elapsed``;
-- ``choice_weights``: ``epoch``, ``weights`` ``{label: {candidate: weight}}`` (DARTS' softmax);
+- ``choice_weights``: ``epoch``, ``weights`` ``{label: {candidate: weight}}`` (DARTS' softmax, the
+  router's leading shares);
 - ``checkpoint``: ``epoch``, ``path``, ``metric``, ``value``;
+- ``trial``: one evaluated candidate of a population strategy: ``trial`` (1-based), ``arch``,
+  ``value``, ``best`` (best so far, ``None`` while none is eligible), ``metric``, ``parameters``,
+  ``seconds``, and the proposer's fields (``generation`` for evolution, ``pruned: true`` for a pruned
+  TPE trial);
+- ``generation``: one closed generation of evolution: ``generation``, ``generations``, ``best`` (of the
+  hall of fame), ``mean``, ``diversity``, ``best_genome`` (the decoded best architecture);
 - ``run_end``: ``status`` (``finished`` / ``failed`` / ``interrupted``), ``best``, ``elapsed``,
   ``message``.
 

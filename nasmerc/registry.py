@@ -5,7 +5,7 @@ extends it): ``nasmerc.search_spaces`` (a :class:`~nasmerc.nas.space.SearchSpace
 ``nasmerc.strategies`` (a strategy class), ``nasmerc.datasets`` (a function
 ``load(overrides: dict) -> ConversationDataset``) and ``nasmerc.plugins`` (a
 :class:`~nasmerc.train.plugins.Plugin` subclass). ``nasmerc`` itself never imports a space or a
-strategy by name: everything goes through ``list_*`` / ``get_*`` / ``create_*`` here.
+strategy by name: everything goes through ``list_*`` / ``get_*`` / ``create_dataset`` here.
 """
 
 from __future__ import annotations
@@ -70,16 +70,6 @@ def get_strategy(name: str) -> Any:
 def get_plugin(name: str) -> Any:
     """The training plug-in class registered as ``name``."""
     return _load("plug-in", name)
-
-
-def create_search_space(name: str, signature: Any, preset: str = "default",
-                        overrides: Mapping[str, Any] | None = None) -> Any:
-    """The space ``name`` for data of ``signature`` at ``preset`` with ``overrides``."""
-    return get_search_space(name).from_preset(signature, preset, overrides)
-
-
-def create_strategy(name: str, **kwargs: Any) -> Any:
-    return get_strategy(name)(**kwargs)
 
 
 def create_dataset(name: str, overrides: Mapping[str, Any] | None = None) -> Any:

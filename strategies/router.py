@@ -93,9 +93,6 @@ def _key(label: str) -> str:
     return label.replace(".", "/")
 
 
-    return None
-
-
 class Routers(nn.Module):
     """The strategy's state: a router per op choice, ``beta`` per input choice, and lead counts.
 

@@ -82,13 +82,18 @@ class _Job:
     device: str
 
 
+def seeded_build(space: SearchSpace, arch: Mapping[str, Any], seed: int) -> nn.Module:
+    """``space.build(arch)`` after ``torch.manual_seed(seed)``: the same seed, the same initial weights."""
+    torch.manual_seed(seed)
+    return space.build(arch)
+
+
 def _score(space: SearchSpace, dataset: ConversationDataset, train: TrainConfig, request: CandidateRequest,
            device: torch.device | str) -> CandidateResult:
     """Build ``request.arch`` after ``torch.manual_seed(request.seed)``, train it ``request.epochs`` epochs
     with a silent event stream and return its best validation value."""
     start = time.time()
-    torch.manual_seed(request.seed)
-    model = space.build(request.arch)
+    model = seeded_build(space, request.arch, request.seed)
     trainer = Trainer(model, dataset.signature, dataclasses.replace(train, epochs=request.epochs), device=device,
                       seed=request.seed, events=Events())
     history: list[float] = []
@@ -140,13 +145,12 @@ class Evaluator:
     # -- models a strategy holds -----------------------------------------------------------------
     def supernet(self) -> nn.Module:
         """The space's supernet with the run's ``fixed`` values, built after seeding with the run seed."""
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.seed)  # the supernet's initial weights come from the run seed
         return self.space.supernet(self.fixed)
 
     def build(self, arch: Mapping[str, Any], seed: int | None = None) -> nn.Module:
         """``space.build(arch)`` after seeding with ``seed`` (default: the run seed)."""
-        torch.manual_seed(self.seed if seed is None else seed)
-        return self.space.build(arch)
+        return seeded_build(self.space, arch, self.seed if seed is None else seed)
 
     def fit(self, model: nn.Module, *, hooks: Sequence[TrainHook] = (),
             on_best: Callable[[int, float], None] | None = None, train: Sequence[Conversation] | None = None,

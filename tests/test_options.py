@@ -1,0 +1,115 @@
+"""Every invalid strategy and trainer option is refused before a run folder exists: exit status 2, one
+line naming the option, and nothing created.
+
+The walk covers every field of every registered strategy's config and of the trainer's config (a
+test checks that), each with a value it must refuse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from nasmerc.cli import main
+from nasmerc.registry import get_strategy, list_strategies
+from nasmerc.train.trainer import TrainConfig
+
+TINY = ["--set", "data.n_train=4", "--set", "data.n_valid=2", "--set", "data.n_test=2", "--set", "data.length_max=6",
+        "--set", "data.length_min=3", "--set", "data.length_mean=4"]
+RMNAS = ["--space", "rmnas", "--set", "hidden_dim=16", "--set", "n_blocks=1", "--set", "fusion_dim=16",
+         "--set", "n_heads=2", "--set", "n_cells=1"]
+
+# (strategy, option, value, what the one line must say)
+BAD = [
+    ("darts", "order", "3", "order=3: expected 1 or 2"),
+    ("darts", "arch_fraction", "1.0", "arch_fraction=1.0"),
+    ("darts", "arch_fraction", "0", "arch_fraction=0.0"),
+    ("darts", "arch_lr", "-1", "arch_lr=-1.0: expected a number > 0"),
+    ("darts", "arch_momentum", "-0.5", "arch_momentum=-0.5"),
+    ("darts", "arch_weight_decay", "-1", "arch_weight_decay=-1.0"),
+    ("darts", "unroll_lr", "-1", "unroll_lr=-1.0"),
+    ("darts", "warmup_epochs", "-1", "warmup_epochs=-1"),
+    ("darts", "init_scale", "-1", "init_scale=-1.0"),
+    ("darts", "arch_optimizer", "rmsprop", "arch_optimizer='rmsprop'"),
+    ("router", "router", "identity", "router='identity'"),
+    ("router", "router_lr", "0", "router_lr=0.0"),
+    ("router", "router_weight_decay", "-1", "router_weight_decay=-1.0"),
+    ("router", "prune_below", "1.5", "prune_below=1.5"),
+    ("router", "prune_below", "-0.1", "prune_below=-0.1"),
+    ("router", "init_scale", "-1", "init_scale=-1.0"),
+    ("router", "export", "all", "export='all'"),
+    ("evolution", "population", "0", "population=0"),
+    ("evolution", "generations", "0", "generations=0"),
+    ("evolution", "candidate_epochs", "0", "candidate_epochs=0"),
+    ("evolution", "tournament", "0", "tournament=0"),
+    ("evolution", "cx_prob", "2", "cx_prob=2.0: expected a number in [0.0, 1.0]"),
+    ("evolution", "mut_prob", "-0.1", "mut_prob=-0.1"),
+    ("evolution", "mut_sigma", "-1", "mut_sigma=-1.0"),
+    ("random", "trials", "0", "trials=0"),
+    ("random", "candidate_epochs", "-2", "candidate_epochs=-2"),
+    ("tpe", "trials", "0", "trials=0"),
+    ("tpe", "candidate_epochs", "0", "candidate_epochs=0"),
+    ("tpe", "startup_trials", "0", "startup_trials=0"),
+    ("tpe", "pruner", "hyperband", "pruner='hyperband'"),
+    ("tpe", "objectives", "metric,latency", "'latency'"),
+    ("tpe", "objectives", "params", "objectives=params"),
+    ("tpe", "storage", "journal:/nonexistent/folder/x.journal", "does not exist"),
+    ("fixed", "nosuch", "1", "strategy 'fixed': unknown key 'nosuch'"),
+]
+BAD_TRAIN = [
+    ("epochs", "0", "epochs=0"),
+    ("batch_size", "0", "batch_size=0"),
+    ("eval_batch_size", "-1", "eval_batch_size=-1"),
+    ("lr", "-1", "lr=-1.0: expected a number > 0"),
+    ("lr", "nan", "lr='nan': expected float"),
+    ("weight_decay", "-1", "weight_decay=-1.0"),
+    ("grad_clip", "-1", "grad_clip=-1.0"),
+    ("missing", "sometimes", "missing schedule 'sometimes'"),
+    ("valid_rates", "0,1.5", "valid_rates=1.5"),
+    ("patience", "-1", "patience=-1"),
+    ("mask_seed", "x", "mask_seed='x': expected int"),
+    ("plugins", "nosuch", "unknown plug-in 'nosuch'"),
+    ("plugin_options.spcl.alpha", "-1", "alpha"),
+]
+SPACE_OF = {"fixed": "early_fusion"}
+
+
+def refused(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
+    out = tmp_path / "run"
+    assert main(["search", "--no-dashboard", "--out", str(out), *TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("nasmerc: error: "), err
+    assert needle in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("strategy, key, value, needle", BAD, ids=[f"{s}.{k}={v}" for s, k, v, _ in BAD])
+def test_bad_strategy_option_is_one_line_and_no_folder(strategy: str, key: str, value: str, needle: str,
+                                                       tmp_path: Path, capsys) -> None:
+    space = ["--space", SPACE_OF[strategy]] if strategy in SPACE_OF else RMNAS
+    refused(tmp_path, capsys, [*space, "--strategy", strategy, "--set", f"strategy.{key}={value}"], needle)
+
+
+@pytest.mark.parametrize("key, value, needle", BAD_TRAIN, ids=[f"train.{k}={v}" for k, v, _ in BAD_TRAIN])
+def test_bad_trainer_option_is_one_line_and_no_folder(key: str, value: str, needle: str, tmp_path: Path,
+                                                      capsys) -> None:
+    extra = ["--plugin", "spcl"] if key.startswith("plugin_options.spcl") else []
+    refused(tmp_path, capsys, [*RMNAS, "--set", f"train.{key}={value}", *extra], needle)
+
+
+def test_bad_workers_and_strategy_flags(tmp_path: Path, capsys) -> None:
+    refused(tmp_path, capsys, [*RMNAS, "--strategy", "random", "--workers", "0"], "--workers 0")
+    refused(tmp_path, capsys, [*RMNAS, "--strategy", "random", "--trials", "0"], "trials=0")
+    refused(tmp_path, capsys, [*RMNAS, "--strategy", "router", "--prune-below", "2"], "prune_below=2.0")
+
+
+def test_the_walk_covers_every_option() -> None:
+    """Every config field of every registered strategy and of the trainer has a bad value above."""
+    walked = {(s, k) for s, k, _, _ in BAD}
+    for name in list_strategies():
+        for f in dataclasses.fields(get_strategy(name).Config):
+            assert (name, f.name) in walked, f"strategy {name!r}: no bad value for {f.name!r}"
+    trained = {k.split(".")[0] for k, _, _ in BAD_TRAIN}
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= trained
