@@ -16,7 +16,7 @@ Acc-2 / F1 pairs (Non0 conditioned on a non-zero label).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -24,15 +24,13 @@ from nasmerc import metrics
 from nasmerc.data.conversation import Conversation, speaker_roles
 from nasmerc.data.hmm import label_posteriors
 from nasmerc.data.missing import fixed_masks
-
-if TYPE_CHECKING:
-    from nasmerc.data.synthetic import SyntheticConfig, World
+from nasmerc.data.process import SyntheticConfig, World
 
 
 class SyntheticOracle:
     """Exact posteriors and metrics for conversations drawn from one synthetic config."""
 
-    def __init__(self, cfg: "SyntheticConfig", world: "World") -> None:
+    def __init__(self, cfg: SyntheticConfig, world: World) -> None:
         self.cfg = cfg
         self.world = world
         self.prior = cfg.prior
