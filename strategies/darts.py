@@ -30,7 +30,8 @@ from nasmerc.data.conversation import carve_validation
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_torch
 from nasmerc import checks
-from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, choice_modules
+from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules
+from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, derive_from_weights, require_fixed_values
 from nasmerc.outputs import count_parameters

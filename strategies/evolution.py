@@ -43,7 +43,7 @@ import numpy as np
 from deap import base, tools
 
 from nasmerc import checks
-from nasmerc.nas.choices import Gene
+from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, decode, genes, sample_genome,
                                     search_result)

@@ -53,7 +53,8 @@ from nasmerc import checks
 from nasmerc.data.batch import iterate_batches
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_json, write_torch
-from nasmerc.nas.choices import ChoiceSpec, InputChoice, OpChoice, OpSpec, choice_modules, first_tensor, route
+from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules, first_tensor, route
+from nasmerc.nas.specs import ChoiceSpec, OpSpec
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, require_fixed_values
 from nasmerc.outputs import count_parameters

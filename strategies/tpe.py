@@ -51,7 +51,7 @@ import optuna
 from nasmerc import checks, metrics
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_json
-from nasmerc.nas.choices import ChoiceSpec
+from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, TrialLog, search_result
 from nasmerc.nas.strategy import SearchContext, SearchResult

@@ -15,8 +15,8 @@ from torch import nn
 
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
-from nasmerc.nas.choices import (ChoiceContext, ChosenInputs, InputSpec, OpSpec, InputChoice, OpChoice, UnresolvedChoice,
-                                 choice_modules)
+from nasmerc.nas.choices import ChoiceContext, ChosenInputs, InputChoice, OpChoice, choice_modules
+from nasmerc.nas.specs import InputSpec, OpSpec, UnresolvedChoice
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import count_parameters
 

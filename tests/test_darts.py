@@ -19,7 +19,8 @@ from nasmerc.data.batch import collate
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
-from nasmerc.nas.choices import FloatSpec, InputChoice, InputSpec, OpChoice, OpSpec, ValueSpec, choice_modules
+from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules
+from nasmerc.nas.specs import FloatSpec, InputSpec, OpSpec, ValueSpec
 from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.train.trainer import TrainConfig, Trainer

@@ -19,7 +19,8 @@ from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
 from nasmerc.modules.experts import FusionLevel, kl_transfer
-from nasmerc.nas.choices import OpChoice, UnresolvedChoice, choice_modules
+from nasmerc.nas.choices import OpChoice, choice_modules
+from nasmerc.nas.specs import UnresolvedChoice
 from nasmerc.nas.population import sample_arch
 from nasmerc.outputs import count_parameters
 from nasmerc.nas.strategy import SearchContext

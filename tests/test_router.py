@@ -15,7 +15,8 @@ from nasmerc.data.batch import collate
 from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
-from nasmerc.nas.choices import InputSpec, OpSpec, RoutedOp, choice_modules
+from nasmerc.nas.choices import RoutedOp, choice_modules
+from nasmerc.nas.specs import InputSpec, OpSpec
 from nasmerc.nas.population import sample_arch
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.train.trainer import TrainConfig, Trainer

@@ -29,7 +29,7 @@ import numpy as np
 from nasmerc import metrics
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
-from nasmerc.nas.choices import ChoiceSpec, Gene, UnresolvedChoice
+from nasmerc.nas.specs import ChoiceSpec, Gene, UnresolvedChoice
 from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy

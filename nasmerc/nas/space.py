@@ -21,7 +21,8 @@ from torch import nn
 from nasmerc.config import apply_overrides, to_plain
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
-from nasmerc.nas.choices import ChoiceContext, ChoiceSpec, choice_modules
+from nasmerc.nas.choices import ChoiceContext, choice_modules
+from nasmerc.nas.specs import ChoiceSpec
 
 
 class SearchSpace(ABC):

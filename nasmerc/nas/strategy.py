@@ -22,7 +22,7 @@ from nasmerc.config import apply_overrides, to_plain
 from nasmerc.data.conversation import ConversationDataset
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
-from nasmerc.nas.choices import ChoiceSpec, UnresolvedChoice
+from nasmerc.nas.specs import ChoiceSpec, UnresolvedChoice
 from nasmerc.nas.evaluator import Evaluator
 from nasmerc.nas.space import SearchSpace
 from nasmerc.train.trainer import TrainConfig
