@@ -43,13 +43,7 @@ def value_fixes(space_name: str, strategy: str) -> list[str]:
     from nasmerc.data.synthetic import load
 
     space = get_search_space(space_name).from_preset(load("iemocap6", {"n_train": 2, "n_valid": 1, "n_test": 1}).signature)
-    out = []
-    for spec in space.choices():
-        if spec.kind == "value":
-            out.append(f"{spec.label}={spec.candidates[0]}")
-        elif spec.kind == "float":
-            out.append(f"{spec.label}={spec.low}")
-    return out
+    return [f"{spec.label}={spec.first()}" for spec in space.choices() if not spec.in_supernet]
 
 
 def run_pair(space: str, strategy: str, runs: Path = RUNS) -> dict[str, Any]:

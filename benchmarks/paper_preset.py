@@ -25,16 +25,12 @@ PAPER_PARAMETERS = {"rmnas": 63.8e6}
 
 
 def first_choices(space) -> dict:
+    """Every choice at its first candidate, an op choice at its first that is not ``zero``."""
     arch = {}
     for spec in space.choices():
-        if spec.kind == "op":
-            arch[spec.label] = spec.candidates[0] if spec.candidates[0] != "zero" else spec.candidates[-1]
-        elif spec.kind == "input":
-            arch[spec.label] = list(range(spec.n_chosen))
-        elif spec.kind == "value":
-            arch[spec.label] = spec.candidates[0]
-        else:
-            arch[spec.label] = spec.low
+        arch[spec.label] = spec.first()
+        if arch[spec.label] == "zero":
+            arch[spec.label] = spec.candidates[-1]
     return arch
 
 

@@ -25,7 +25,7 @@ from nasmerc.outputs import ModelOutput
 from nasmerc.registry import get_search_space
 from nasmerc.runs import ArchFile
 from nasmerc.train.trainer import TrainConfig, Trainer
-from nasmerc.workflow import load_data_for
+from nasmerc.workflow import load_data
 
 
 class ReferenceBiGRU(nn.Module):
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--reference-bigru", action="store_true")
     args = parser.parse_args()
     af = ArchFile.read(args.arch)
-    dataset = load_data_for(af, what=args.arch)
+    dataset = load_data(af.spec, what=args.arch)
     for variant in args.variants:
         pairs = dict(item.split("=", 1) for item in variant.split())
         space_over = {**af.space_config, **{k: v for k, v in pairs.items() if not k.startswith("train.")}}
