@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import optuna
 
@@ -54,6 +54,7 @@ from nasmerc.io import write_json
 from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, TrialLog, search_result
+from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 
 STUDY_FILE = "optuna.db"
@@ -187,6 +188,11 @@ def study_ref(cfg: TPEConfig) -> str:
         return "<a database URL>"
 
 
+def duplicate_study(cfg: TPEConfig) -> str:
+    return (f"strategy 'tpe': storage {study_ref(cfg)!r} already holds a study {STUDY_NAME!r}: "
+            "use another storage, a fresh run folder, or delete that study")
+
+
 class TPEProposer(Proposer):
     """Optuna's ``study.ask()`` / ``study.tell()`` behind the trial loop."""
 
@@ -215,8 +221,7 @@ class TPEProposer(Proposer):
                     study_name=STUDY_NAME, pruner=pruner, direction=direction)
         except optuna.exceptions.DuplicatedStudyError:
             self.close()
-            raise NasmercError(f"strategy 'tpe': storage {study_ref(cfg)!r} already holds a study {STUDY_NAME!r}: "
-                               "use another storage, a fresh run folder, or delete that study") from None
+            raise NasmercError(duplicate_study(cfg)) from None
         except BaseException:
             self.close()
             raise
@@ -289,6 +294,27 @@ class TPE(PopulationStrategy):
     name = "tpe"
     Config = TPEConfig
     shortcuts = ("trials", "storage", "objectives")
+
+    def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+        """A storage outside the run folder is opened once before the folder is made: a bad URL, an
+        unreachable server or a study already there stops the search before anything is written."""
+        cfg: TPEConfig = self.config
+        if not cfg.storage or cfg.storage == "journal":
+            return
+        journal = cfg.journal_path()
+        if journal is not None and not journal.exists():
+            return
+        storage = open_storage(cfg, Path("."))
+        try:
+            names = [s.study_name for s in storage.get_all_studies()]
+        except Exception as exc:  # an unreachable server, a file that is not a study
+            raise NasmercError(f"strategy 'tpe': storage {study_ref(cfg)!r}: {str(exc).splitlines()[0]}") from None
+        finally:
+            if isinstance(storage, optuna.storages.RDBStorage):
+                storage.remove_session()
+                storage.engine.dispose()
+        if STUDY_NAME in names:
+            raise NasmercError(duplicate_study(cfg))
 
     def proposer(self, ctx: SearchContext) -> Proposer:
         return TPEProposer(ctx, self.config)

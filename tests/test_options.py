@@ -76,13 +76,14 @@ BAD_TRAIN = [
 SPACE_OF = {"fixed": "early_fusion"}
 
 
-def refused(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
+def refused(tmp_path: Path, capsys, args: list[str], needle: str) -> str:
     out = tmp_path / "run"
     assert main(["search", "--no-dashboard", "--out", str(out), *TINY, *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("nasmerc: error: "), err
     assert needle in err, err
     assert not out.exists()
+    return err
 
 
 @pytest.mark.parametrize("strategy, key, value, needle", BAD, ids=[f"{s}.{k}={v}" for s, k, v, _ in BAD])
@@ -113,3 +114,15 @@ def test_the_walk_covers_every_option() -> None:
             assert (name, f.name) in walked, f"strategy {name!r}: no bad value for {f.name!r}"
     trained = {k.split(".")[0] for k, _, _ in BAD_TRAIN}
     assert {f.name for f in dataclasses.fields(TrainConfig)} <= trained
+
+
+def test_a_tpe_storage_with_a_study_is_refused_before_the_run(tmp_path: Path, capsys) -> None:
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(storage=url, study_name="nasmerc")
+    capsys.readouterr()
+    refused(tmp_path, capsys, [*RMNAS, "--strategy", "tpe", "--storage", url], "already holds a study 'nasmerc'")
+    err = refused(tmp_path, capsys, [*RMNAS, "--strategy", "tpe", "--storage", "mysql+nosuchdriver://u:secret@h/db"],
+                  "storage 'mysql+nosuchdriver://u:***@h/db'")
+    assert "secret" not in err
