@@ -89,6 +89,12 @@ def divisible(where: str, key: str, value: int, by_key: str, by: int) -> None:
         raise NasmercError(f"{where}: {key}={value} must be divisible by {by_key}={by}")
 
 
+def even(where: str, key: str, value: int, why: str = "") -> None:
+    """An even integer; ``why`` says what halves it (a bidirectional RNN of ``value / 2`` units per direction)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value % 2:
+        _fail(where, key, value, "an even integer" + (f" ({why})" if why else ""))
+
+
 def odd_positive(where: str, **values: int) -> None:
     """Positive odd integers (kernel sizes that keep a sequence's length)."""
     for key, value in values.items():

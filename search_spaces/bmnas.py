@@ -13,8 +13,8 @@ For users who only search the fusion (BM-NAS, Yin et al. 2022, as RMNAS uses it 
    cells' outputs; ``n_steps`` steps per cell choose two states (``cell{c}.step{s}.x`` / ``.y``) and one
    op of ``O_s`` (``cell{c}.step{s}.op``).
 3. **Heads and losses** as RMNAS: the fused head's logits are the output; each modality has a head
-   ``LN -> Dropout -> Linear`` on its last layer whose task loss is the auxiliary loss
-   ``unimodal_{m}`` (weight ``unimodal_weight``).
+   ``LN -> Dropout -> Linear`` (:class:`~nasmerc.modules.heads.TaskHead`) on its last layer whose
+   task loss is the auxiliary loss ``unimodal_{m}`` (weight ``unimodal_weight``).
 
 Input indices of a cell: the layer outputs modality-major in signature order
 (``k = modality_index * n_layers + layer``), then cells ``0 .. c-1``; ``BMNASNetwork.candidate_names``
@@ -27,15 +27,14 @@ does not count in ``m``'s unimodal loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.conversation import DataSignature
-from nasmerc.errors import NasmercError
-from nasmerc.modules import FUSION_OPS
-from nasmerc.modules.bmnas import MultiLevelFusionNetwork
+from nasmerc.modules.bmnas import MultiLevelFusionNetwork, check_fusion_config
+from nasmerc.modules.heads import TaskHead
 from nasmerc.modules.positional import sinusoidal_positions
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
@@ -78,39 +77,14 @@ def bmnas_paper() -> BMNASConfig:
     return BMNASConfig(hidden_dim=448, n_layers=6, n_heads=8, ffn_ratio=4.0, n_cells=2, n_steps=2, fusion_dim=240)
 
 
-def check_config(cfg: BMNASConfig, signature: DataSignature) -> None:
-    """Raise a :class:`NasmercError` naming the first config field or signature entry that cannot work."""
-    where = "space 'bmnas'"
-    positive = {"hidden_dim": cfg.hidden_dim, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
-                "n_cells": cfg.n_cells, "n_steps": cfg.n_steps, "fusion_dim": cfg.fusion_dim}
-    for key, value in positive.items():
-        if value < 1:
-            raise NasmercError(f"{where}: {key}={value}: expected an integer >= 1")
-    if cfg.hidden_dim % cfg.n_heads:
-        raise NasmercError(f"{where}: hidden_dim={cfg.hidden_dim} must be divisible by n_heads={cfg.n_heads}")
-    if cfg.ffn_ratio <= 0:
-        raise NasmercError(f"{where}: ffn_ratio={cfg.ffn_ratio}: expected a number > 0")
-    if not 0.0 <= cfg.dropout < 1.0 or cfg.unimodal_weight < 0:
-        raise NasmercError(f"{where}: expected dropout in [0, 1) and unimodal_weight >= 0, got "
-                           f"dropout={cfg.dropout}, unimodal_weight={cfg.unimodal_weight}")
-    bad = [n for n in cfg.fusion_ops if n not in FUSION_OPS]
-    if not cfg.fusion_ops or bad or len(set(cfg.fusion_ops)) != len(cfg.fusion_ops):
-        raise NasmercError(f"{where}: fusion_ops={list(cfg.fusion_ops)}: expected distinct names from {list(FUSION_OPS)}")
-    if not signature.modalities or any(m not in signature.dims for m in signature.modalities):
-        raise NasmercError(f"{where}: the data signature needs modalities with dims, got "
-                           f"modalities={list(signature.modalities)}, dims={signature.dims}")
-    if signature.n_outputs < 1:
-        raise NasmercError(f"{where}: a classification signature needs classes, got none")
-
-
 class TransformerBranch(nn.Module):
     """One fixed unimodal encoder: projection, PE, global token, ``n_layers`` Transformer layers.
 
     ``forward`` returns every layer's output ``[B, N+1, hidden_dim]`` (global token at 0), the
-    multi-level candidates of the fusion; :meth:`predict` is the unimodal head on the last one.
+    multi-level candidates of the fusion; ``head`` is the unimodal head on the last one.
     """
 
-    def __init__(self, in_dim: int, cfg: BMNASConfig, n_outputs: int) -> None:
+    def __init__(self, in_dim: int, signature: DataSignature, cfg: BMNASConfig) -> None:
         super().__init__()
         hidden = cfg.hidden_dim
         self.embed = nn.Linear(in_dim, hidden)
@@ -122,7 +96,7 @@ class TransformerBranch(nn.Module):
                                        dropout=cfg.dropout, activation="gelu", batch_first=True, norm_first=True)
             for _ in range(cfg.n_layers)
         )
-        self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Dropout(cfg.dropout), nn.Linear(hidden, n_outputs))
+        self.head = TaskHead(hidden, signature, cfg.dropout, norm=True)
 
     def forward(self, x: Tensor, speakers: Tensor, nodes: Tensor) -> list[Tensor]:
         """``x`` ``[B, N, D_m]``, ``nodes`` ``[B, N]`` bool (the rows attended to); ``speakers`` unused."""
@@ -137,16 +111,12 @@ class TransformerBranch(nn.Module):
             outs.append(h)
         return outs
 
-    def predict(self, last: Tensor) -> Tensor:
-        return self.head(last)
-
 
 class BMNASNetwork(MultiLevelFusionNetwork):
     """Fixed unimodal Transformer encoders plus the searched BM-NAS fusion (see module docstring)."""
 
     def __init__(self, signature: DataSignature, cfg: BMNASConfig, ctx: ChoiceContext) -> None:
-        branches = {m: TransformerBranch(int(signature.dims[m]), cfg, signature.n_outputs)
-                    for m in signature.modalities}
+        branches = {m: TransformerBranch(int(signature.dims[m]), signature, cfg) for m in signature.modalities}
         names = [f"{m}.layer{i}" for m in signature.modalities for i in range(cfg.n_layers)]
         super().__init__("bmnas", signature, cfg, branches, names, ctx)
 
@@ -154,13 +124,11 @@ class BMNASNetwork(MultiLevelFusionNetwork):
 class BMNASSpace(SearchSpace):
     """The ``bmnas`` space: BM-NAS cell inputs, step inputs and step ops over fixed encoders."""
 
-    name: ClassVar[str] = "bmnas"
-    Config: ClassVar[type] = BMNASConfig
-    presets: ClassVar[dict[str, Any]] = {"default": bmnas_default, "paper": bmnas_paper}
+    name = "bmnas"
+    Config = BMNASConfig
+    presets = {"default": bmnas_default, "paper": bmnas_paper}
+    Network = BMNASNetwork
 
-    def __init__(self, signature: DataSignature, config: BMNASConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return BMNASNetwork(self.signature, self.config, ctx)
+    def check_config(self) -> None:
+        check_fusion_config(self.where, self.config)
+        checks.positive(self.where, n_layers=self.config.n_layers)

@@ -43,18 +43,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import combinations
-from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
-from nasmerc.modules.experts import (HIERARCHY_FUSIONS, CrossModalIntegration, FusionLevel, SequenceExpert,
-                                     TaskFeatureSelection, TaskTowers, UncertaintyWeights, kl_transfer,
-                                     masked_mean)
+from nasmerc.modules.experts import (CONTEXTS, HIERARCHY_FUSIONS, CrossModalIntegration, FusionLevel,
+                                     SequenceExpert, TaskFeatureSelection, TaskTowers, UncertaintyWeights,
+                                     kl_transfer, masked_mean)
+from nasmerc.modules.heads import check_batch, loss_of
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
@@ -64,6 +64,7 @@ __all__ = ["HAEMSAConfig", "HAEMSASpace", "HAEMSANetwork", "TaskSpec", "plan_tas
            "polarity_targets", "intensity_targets", "shared_subsets", "haemsa_default", "haemsa_paper"]
 
 POLARITIES = ("negative", "neutral", "positive")
+TASK_WEIGHTINGS = ("uncertainty", "fixed")
 
 #: Class name -> polarity: IEMOCAP (hap/exc positive; sad/ang/fru negative; neu neutral) and MELD
 #: (joy/surprise positive; neutral neutral; sadness/anger/fear/disgust negative).
@@ -117,36 +118,6 @@ def haemsa_paper() -> HAEMSAConfig:
     """Larger sizes for real features. The paper reports no widths, depths or loss weights; these are ours:
     depth 1-4, expert widths 64/128/256, hierarchy width 128, 4 heads."""
     return HAEMSAConfig(depths=(1, 2, 3, 4), widths=(64, 128, 256), dim=128, n_heads=4)
-
-
-def check_config(cfg: HAEMSAConfig, signature: DataSignature) -> None:
-    """Raise a :class:`NasmercError` naming the first config field or signature entry that cannot work."""
-    where = "space 'haemsa'"
-    for key, values in (("depths", cfg.depths), ("widths", cfg.widths)):
-        if not values or any(int(v) != v or v < 1 for v in values) or len(set(values)) != len(values):
-            raise NasmercError(f"{where}: {key}={list(values)}: expected distinct integers >= 1")
-    bad = [f for f in cfg.fusions if f not in HIERARCHY_FUSIONS]
-    if not cfg.fusions or bad or len(set(cfg.fusions)) != len(cfg.fusions):
-        raise NasmercError(f"{where}: fusions={list(cfg.fusions)}: expected distinct names from {list(HIERARCHY_FUSIONS)}")
-    if cfg.dim < 1 or cfg.n_heads < 1 or cfg.dim % cfg.n_heads:
-        raise NasmercError(f"{where}: dim={cfg.dim} must be a positive multiple of n_heads={cfg.n_heads}")
-    for key, (low, high) in (("lambda_range", cfg.lambda_range), ("gamma_range", cfg.gamma_range)):
-        if not 0.0 <= low <= high:
-            raise NasmercError(f"{where}: {key}=({low}, {high}): expected 0 <= low <= high")
-    if cfg.context not in ("gru", "none") or cfg.task_weighting not in ("uncertainty", "fixed"):
-        raise NasmercError(f"{where}: expected context in ['gru', 'none'] and task_weighting in "
-                           f"['uncertainty', 'fixed'], got {cfg.context!r}, {cfg.task_weighting!r}")
-    bad = {k: v for k, v in cfg.polarity.items() if v not in POLARITIES}
-    if bad:
-        raise NasmercError(f"{where}: polarity {bad}: expected values in {list(POLARITIES)}")
-    if not 0.0 <= cfg.dropout < 1.0 or cfg.neutral_band < 0 or cfg.shared_weight < 0:
-        raise NasmercError(f"{where}: expected dropout in [0, 1), neutral_band >= 0 and shared_weight >= 0, got "
-                           f"{cfg.dropout}, {cfg.neutral_band}, {cfg.shared_weight}")
-    if not signature.modalities or any(m not in signature.dims for m in signature.modalities):
-        raise NasmercError(f"{where}: the data signature needs modalities with dims, got "
-                           f"modalities={list(signature.modalities)}, dims={signature.dims}")
-    if signature.n_outputs < 1:
-        raise NasmercError(f"{where}: a classification signature needs classes, got none")
 
 
 # -- tasks and their targets ---------------------------------------------------------------------
@@ -209,18 +180,13 @@ def shared_subsets(modalities: tuple[str, ...]) -> list[str]:
     return ["+".join(c) for k in range(len(modalities), 0, -1) for c in combinations(modalities, k)]
 
 
-def _loss(out: Tensor, target: Tensor, kind: str) -> Tensor:
-    if kind == "classification":
-        return F.cross_entropy(out, target)
-    return F.l1_loss(out.reshape(-1), target.reshape(-1).to(out.dtype))
-
-
 # -- the network ------------------------------------------------------------------------------------
 class HAEMSANetwork(nn.Module):
     """The HAEMSA model for one data signature (Figure 2); see the module docstring for the losses."""
 
     def __init__(self, signature: DataSignature, cfg: HAEMSAConfig, ctx: ChoiceContext) -> None:
         super().__init__()
+        self.signature = signature
         self.modalities = tuple(signature.modalities)
         self.dims = {m: int(signature.dims[m]) for m in self.modalities}
         self.task = signature.task
@@ -260,14 +226,6 @@ class HAEMSANetwork(nn.Module):
         self.register_buffer("class_to_polarity", torch.tensor(table if table else [], dtype=torch.long),
                              persistent=False)
 
-    def _check(self, batch: Batch) -> None:
-        for m in self.modalities:
-            if m not in batch.features or m not in batch.modalities:
-                raise NasmercError(f"haemsa: the batch has no modality {m!r} (it has {list(batch.modalities)})")
-            if batch.features[m].shape[-1] != self.dims[m]:
-                raise NasmercError(f"haemsa: modality {m!r} has {batch.features[m].shape[-1]} features, "
-                                   f"expected {self.dims[m]} from the data signature")
-
     def _rows(self, x: Tensor, batch: Batch, real: Tensor) -> Tensor:
         """Per-row outputs ``[B, N, ...]`` to one row per label: real utterances, or a pooled sample."""
         if self.level == "dialogue":
@@ -286,7 +244,7 @@ class HAEMSANetwork(nn.Module):
         return out
 
     def forward(self, batch: Batch) -> ModelOutput:
-        self._check(batch)
+        check_batch("haemsa", self.signature, batch)
         real = batch.mask.bool()
         present = batch.present.bool() & real.unsqueeze(-1)
         idx = {m: batch.modalities.index(m) for m in self.modalities}
@@ -311,12 +269,12 @@ class HAEMSANetwork(nn.Module):
         aux: dict[str, Tensor] = {}
         weights: dict[str, float] = {}
         if len(self.tasks) > 1:
-            losses = {t.name: _loss(select_real(o.squeeze(-1) if t.kind == "regression" else o, batch)[0],
-                                    targets[t.name], t.kind) for t, o in zip(self.tasks[1:], outs[1:])}
+            losses = {t.name: loss_of(select_real(o.squeeze(-1) if t.kind == "regression" else o, batch)[0],
+                                      targets[t.name], t.kind) for t, o in zip(self.tasks[1:], outs[1:])}
             aux["mtl"] = self.task_weights(losses) if self.task_weights is not None else sum(losses.values())
             weights["mtl"] = float(self.lambda_)
         target = targets[self.transfer.name]
-        aux["shared_task"] = F.cross_entropy(expert_logits["shared"], target)
+        aux["shared_task"] = loss_of(expert_logits["shared"], target, self.transfer.kind)
         weights["shared_task"] = self.cfg.shared_weight
         for m in self.modalities:  # eqs. 11-13
             seen = present[..., idx[m]]
@@ -338,13 +296,25 @@ class HAEMSANetwork(nn.Module):
 class HAEMSASpace(SearchSpace):
     """The HAEMSA search space: depth, expert widths, shared-expert inputs, fusion per level, lambda, gamma."""
 
-    name: ClassVar[str] = "haemsa"
-    Config: ClassVar[type] = HAEMSAConfig
-    presets: ClassVar[dict[str, Any]] = {"default": haemsa_default, "paper": haemsa_paper}
+    name = "haemsa"
+    Config = HAEMSAConfig
+    presets = {"default": haemsa_default, "paper": haemsa_paper}
+    Network = HAEMSANetwork
 
-    def __init__(self, signature: DataSignature, config: HAEMSAConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return HAEMSANetwork(self.signature, self.config, ctx)
+    def check_config(self) -> None:
+        cfg, where = self.config, self.where
+        for key, values in (("depths", cfg.depths), ("widths", cfg.widths)):
+            if not values or any(int(v) != v or v < 1 for v in values) or len(set(values)) != len(values):
+                raise NasmercError(f"{where}: {key}={list(values)}: expected distinct integers >= 1")
+        checks.distinct_names(where, "fusions", cfg.fusions, HIERARCHY_FUSIONS)
+        checks.positive(where, dim=cfg.dim, n_heads=cfg.n_heads)
+        checks.divisible(where, "dim", cfg.dim, "n_heads", cfg.n_heads)
+        for key, (low, high) in (("lambda_range", cfg.lambda_range), ("gamma_range", cfg.gamma_range)):
+            if not 0.0 <= low <= high:
+                raise NasmercError(f"{where}: {key}=({low}, {high}): expected 0 <= low <= high")
+        checks.one_of(where, "context", cfg.context, CONTEXTS)
+        checks.one_of(where, "task_weighting", cfg.task_weighting, TASK_WEIGHTINGS)
+        for name, polarity in cfg.polarity.items():
+            checks.one_of(where, f"polarity.{name}", polarity, POLARITIES)
+        checks.dropout(where, cfg.dropout)
+        checks.non_negative(where, neutral_band=cfg.neutral_band, shared_weight=cfg.shared_weight)

@@ -11,7 +11,9 @@ The network follows the paper's method section (Figures 1-2):
    MetaFormer block (:class:`~nasmerc.modules.MetaFormerBlock`), followed by one round of cross
    attention per other modality with the text as the query (audio, then visual: the paper's two
    rounds). The fused text is the layer's hidden feature ``H`` and the next layer's text input; the
-   other modalities go on with their encoder outputs.
+   other modalities go on with their encoder outputs. The stack (input projections, ECCE, layers,
+   classifier) is :class:`~nasmerc.modules.iteach.ITEACHModel`, shared with the ``transformer``
+   baseline (the teacher alone).
 3. **ITEACH Encoder** (Section 3.4.2, Appendix C). The student's token mixer of every layer and
    modality is an ``OpChoice`` over AttentionMixer / MLPMixer / AvgPoolMixer / MaxPoolMixer
    (:mod:`nasmerc.modules.iteach_mixers`), label ``layer{i}.{m}.mixer``. The paper's per-utterance
@@ -32,7 +34,8 @@ per row. The teacher runs only in training mode: at evaluation the model is the 
 Where the paper is silent or differs from what we do (each also documented where it is made):
 
 - Input: ``Linear(D_m -> hidden)`` per modality and model, then dropout; no positional encoding (the
-  paper mentions none; ECCE is the order-aware part). Heads: ``LN -> Dropout -> Linear`` on ``H_1``.
+  paper mentions none; ECCE is the order-aware part). Heads: ``LN -> Dropout -> Linear`` on ``H_1``
+  (:class:`~nasmerc.modules.heads.TaskHead`).
 - Cross attention: pre-norm residual ``t = t + CrossAttn(LN(t), LN(a))`` with
   :class:`~nasmerc.modules.AttentionOp` (eq. 7 with learned projections, multi-head); no FFN after it.
 - Distance (eq. 14): ``|.|^2`` is the squared error averaged over real rows and channels (MSE). The
@@ -47,23 +50,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, ClassVar, Mapping
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
-from nasmerc.modules import AttentionOp, MetaFormerBlock
-from nasmerc.modules.ecce import ECCEncoder
-from nasmerc.modules.iteach_mixers import ITEACH_MIXERS, AttentionMixer
+from nasmerc.modules.heads import check_batch
+from nasmerc.modules.iteach import ITEACHModel, check_encoder_config
+from nasmerc.modules.iteach_mixers import ITEACH_MIXERS
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
 from nasmerc.train.losses import task_loss
 
-__all__ = ["ITEACHConfig", "ITEACHSpace", "ITEACHNetwork", "ITEACHModel", "iteach_default", "iteach_paper"]
+__all__ = ["ITEACHConfig", "ITEACHSpace", "ITEACHNetwork", "iteach_default", "iteach_paper"]
 
 
 @dataclass
@@ -115,140 +118,13 @@ def iteach_paper() -> ITEACHConfig:
                         ecce_kernel=7, ecce_dist=30)
 
 
-def check_config(cfg: ITEACHConfig, signature: DataSignature) -> None:
-    """Raise a :class:`NasmercError` naming the first config field or signature entry that cannot work."""
-    where = "space 'iteach'"
-    positive = {"hidden_dim": cfg.hidden_dim, "n_heads": cfg.n_heads, "student_layers": cfg.student_layers,
-                "teacher_layers": cfg.teacher_layers, "ecce_dist": cfg.ecce_dist, "ecce_dim": cfg.ecce_dim,
-                "max_len": cfg.max_len}
-    for key, value in positive.items():
-        if value < 1:
-            raise NasmercError(f"{where}: {key}={value}: expected an integer >= 1")
-    if cfg.hidden_dim % cfg.n_heads:
-        raise NasmercError(f"{where}: hidden_dim={cfg.hidden_dim} must be divisible by n_heads={cfg.n_heads}")
-    if cfg.ecce_kernel < 1 or cfg.ecce_kernel % 2 == 0:
-        raise NasmercError(f"{where}: ecce_kernel={cfg.ecce_kernel}: expected a positive odd number")
-    if cfg.ffn_ratio <= 0 or not 0.0 <= cfg.dropout < 1.0:
-        raise NasmercError(f"{where}: expected ffn_ratio > 0 and dropout in [0, 1), got "
-                           f"ffn_ratio={cfg.ffn_ratio}, dropout={cfg.dropout}")
-    bad = [n for n in cfg.mixers if n not in ITEACH_MIXERS]
-    if not cfg.mixers or bad or len(set(cfg.mixers)) != len(cfg.mixers):
-        raise NasmercError(f"{where}: mixers={list(cfg.mixers)}: expected distinct names from {list(ITEACH_MIXERS)}")
-    weights = cfg.distill_layer_weights
-    if len(weights) > min(cfg.student_layers, cfg.teacher_layers) or any(w < 0 for w in weights):
-        raise NasmercError(f"{where}: distill_layer_weights={list(weights)}: expected at most "
-                           f"min(student_layers, teacher_layers)={min(cfg.student_layers, cfg.teacher_layers)} "
-                           f"non-negative weights")
-    if cfg.distill_weight < 0 or cfg.teacher_weight < 0:
-        raise NasmercError(f"{where}: expected distill_weight >= 0 and teacher_weight >= 0, got "
-                           f"{cfg.distill_weight}, {cfg.teacher_weight}")
-    if not signature.modalities or any(m not in signature.dims for m in signature.modalities):
-        raise NasmercError(f"{where}: the data signature needs modalities with dims, got "
-                           f"modalities={list(signature.modalities)}, dims={signature.dims}")
-    if signature.n_outputs < 1:
-        raise NasmercError(f"{where}: a classification signature needs classes, got none")
-
-
-class CrossRound(nn.Module):
-    """One round of cross attention (eq. 7): ``t = t + CrossAttn(LN(t), LN(a))``, ``t`` the query."""
-
-    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
-        super().__init__()
-        self.norm_query = nn.LayerNorm(dim)
-        self.norm_key = nn.LayerNorm(dim)
-        self.attention = AttentionOp(dim, n_heads)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, query: Tensor, other: Tensor, mask: Tensor) -> Tensor:
-        out = self.attention(self.norm_query(query), self.norm_key(other), mask)  # padded rows zero
-        return query + self.drop(out)
-
-
-class EncoderLayer(nn.Module):
-    """An Encoder Layer (Section 3.4.1, Figure 2): an ITEACH Encoder per modality, then cross attention.
-
-    ``forward`` returns the new per-modality states; the query modality's state is the fused ``H``.
-    """
-
-    def __init__(self, modalities: tuple[str, ...], query: str, mixers: Mapping[str, nn.Module],
-                 cfg: ITEACHConfig) -> None:
-        super().__init__()
-        self.query = query
-        self.blocks = nn.ModuleDict({
-            m: MetaFormerBlock(cfg.hidden_dim, mixers[m], cfg.ffn_ratio, cfg.dropout) for m in modalities
-        })
-        self.rounds = nn.ModuleDict({
-            m: CrossRound(cfg.hidden_dim, cfg.n_heads, cfg.dropout) for m in modalities if m != query
-        })
-
-    def forward(self, states: Mapping[str, Tensor], biases: Mapping[str, Tensor | None],
-                mask: Tensor) -> dict[str, Tensor]:
-        out = {m: block(states[m], biases[m], mask) for m, block in self.blocks.items()}
-        fused = out[self.query]
-        for m, cross in self.rounds.items():  # audio, then visual: text stays the query (eq. 7)
-            fused = cross(fused, out[m], mask)
-        out[self.query] = fused
-        return out
-
-
-class ITEACHModel(nn.Module):
-    """A teacher or a student (eqs. 3-4): input projections, ECCE, Encoder Layers and a classifier.
-
-    ``make_mixer(i, m)`` gives the token mixer of layer ``i`` and modality ``m``: a fixed attention
-    mixer for the teacher, a choice for the student. ``forward`` returns the hidden features
-    ``[H_L, ..., H_1]`` in layer order (``H_1``, closest to the classifier, is the last) and the
-    :meth:`predict` is the classifier on ``H_1``.
-    """
-
-    def __init__(self, signature: DataSignature, cfg: ITEACHConfig, n_layers: int,
-                 make_mixer: Callable[[int, str], nn.Module]) -> None:
-        super().__init__()
-        mods = tuple(signature.modalities)
-        query = cfg.query_modality if cfg.query_modality in mods else mods[0]
-        hidden = cfg.hidden_dim
-        self.query = query
-        self.embed = nn.ModuleDict({m: nn.Linear(signature.dims[m], hidden) for m in mods})
-        self.drop = nn.Dropout(cfg.dropout)
-        self.ecce = (nn.ModuleDict({m: ECCEncoder(signature.dims[m], cfg.n_heads, cfg.ecce_kernel, cfg.ecce_dist,
-                                                  cfg.ecce_dim) for m in mods})
-                     if cfg.use_ecce else None)
-        self.layers = nn.ModuleList(
-            EncoderLayer(mods, query, {m: make_mixer(i, m) for m in mods}, cfg) for i in range(n_layers)
-        )
-        self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Dropout(cfg.dropout),
-                                  nn.Linear(hidden, signature.n_outputs))
-
-    def forward(self, features: Mapping[str, Tensor], mask: Tensor) -> list[Tensor]:
-        """``features[m]`` ``[B, N, D_m]``, ``mask`` ``[B, N]`` bool; returns the hiddens ``[B, N, hidden]``."""
-        keep = mask.to(features[self.query].dtype).unsqueeze(-1)
-        states = {m: self.drop(embed(features[m])) * keep for m, embed in self.embed.items()}
-        biases: dict[str, Tensor | None] = {
-            m: (self.ecce[m](features[m], mask) if self.ecce is not None else None) for m in states
-        }  # eqs. 1-2
-        hiddens = []
-        for layer in self.layers:
-            states = layer(states, biases, mask)
-            hiddens.append(states[self.query])
-        return hiddens
-
-    def predict(self, last: Tensor, mask: Tensor, pooled: bool) -> Tensor:
-        """Logits ``[B, N, n_outputs]`` per row, or with ``pooled`` ``[B, n_outputs]`` from the mean of
-        ``last`` over the real rows (utterance-level tasks: one prediction per sample)."""
-        if pooled:
-            keep = mask.to(last.dtype).unsqueeze(-1)
-            last = (last * keep).sum(1) / keep.sum(1).clamp(min=1.0)
-        return self.head(last)
-
-
 class ITEACHNetwork(nn.Module):
     """The ITEACH-Net model for one data signature: a Transformer teacher and a searched student."""
 
     def __init__(self, signature: DataSignature, cfg: ITEACHConfig, ctx: ChoiceContext) -> None:
         super().__init__()
-        self.modalities = tuple(signature.modalities)
-        self.dims = {m: int(signature.dims[m]) for m in self.modalities}
+        self.signature = signature
         self.task = signature.task
-        self.level = signature.level
         self.layer_weights = tuple(float(w) for w in cfg.distill_layer_weights)
         self.distill_weight = float(cfg.distill_weight)
         self.teacher_weight = float(cfg.teacher_weight)
@@ -256,21 +132,7 @@ class ITEACHNetwork(nn.Module):
                       for name in cfg.mixers}
         self.student = ITEACHModel(signature, cfg, cfg.student_layers,
                                    lambda i, m: ctx.op(f"layer{i}.{m}.mixer", candidates))
-        self.teacher = ITEACHModel(signature, cfg, cfg.teacher_layers,
-                                   lambda i, m: AttentionMixer(cfg.hidden_dim, cfg.n_heads))
-
-    def _check(self, batch: Batch) -> None:
-        for m in self.modalities:
-            if m not in batch.features or m not in batch.complete:
-                raise NasmercError(f"iteach: the batch has no modality {m!r} (it has {list(batch.modalities)})")
-            if batch.features[m].shape[-1] != self.dims[m]:
-                raise NasmercError(f"iteach: modality {m!r} has {batch.features[m].shape[-1]} features, "
-                                   f"expected {self.dims[m]} from the data signature")
-
-    def _readout(self, model: ITEACHModel, hiddens: list[Tensor], mask: Tensor) -> Tensor:
-        """Dialogue: every row; utterance level: the pooled ``H_1`` (``[B, C]``); regression: one score."""
-        logits = model.predict(hiddens[-1], mask, pooled=self.level == "utterance")
-        return logits.squeeze(-1) if self.task == "regression" else logits
+        self.teacher = ITEACHModel.teacher(signature, cfg, cfg.teacher_layers)
 
     def distill(self, student: list[Tensor], teacher: list[Tensor], mask: Tensor) -> Tensor:
         """Eq. 14: ``sum_k w_k |H_k^s - H_k|^2`` over the last layers, the teacher's ``H_k`` detached.
@@ -285,14 +147,14 @@ class ITEACHNetwork(nn.Module):
         return total
 
     def forward(self, batch: Batch) -> ModelOutput:
-        self._check(batch)
+        check_batch("iteach", self.signature, batch, complete=True)
         mask = batch.mask.bool()
         s_hidden = self.student(batch.features, mask)  # eq. 4, masked data
-        logits = self._readout(self.student, s_hidden, mask)
+        logits = self.student.predict(s_hidden[-1], mask)
         aux: dict[str, Tensor] = {}
         if self.training:
             t_hidden = self.teacher(batch.complete, mask)  # eq. 3, complete data
-            aux["teacher_task"] = task_loss(self._readout(self.teacher, t_hidden, mask), batch, self.task)
+            aux["teacher_task"] = task_loss(self.teacher.predict(t_hidden[-1], mask), batch, self.task)
             aux["distill"] = self.distill(s_hidden, t_hidden, mask)
         weights = {"teacher_task": self.teacher_weight, "distill": self.distill_weight}
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights={k: weights[k] for k in aux})
@@ -301,13 +163,19 @@ class ITEACHNetwork(nn.Module):
 class ITEACHSpace(SearchSpace):
     """The ITEACH-Net search space: one token mixer per student layer and modality."""
 
-    name: ClassVar[str] = "iteach"
-    Config: ClassVar[type] = ITEACHConfig
-    presets: ClassVar[dict[str, Any]] = {"default": iteach_default, "paper": iteach_paper}
+    name = "iteach"
+    Config = ITEACHConfig
+    presets = {"default": iteach_default, "paper": iteach_paper}
+    Network = ITEACHNetwork
 
-    def __init__(self, signature: DataSignature, config: ITEACHConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return ITEACHNetwork(self.signature, self.config, ctx)
+    def check_config(self) -> None:
+        cfg, where = self.config, self.where
+        check_encoder_config(where, cfg)
+        checks.positive(where, student_layers=cfg.student_layers, teacher_layers=cfg.teacher_layers,
+                        max_len=cfg.max_len)
+        checks.distinct_names(where, "mixers", cfg.mixers, ITEACH_MIXERS)
+        weights, deepest = cfg.distill_layer_weights, min(cfg.student_layers, cfg.teacher_layers)
+        if len(weights) > deepest or any(w < 0 for w in weights):
+            raise NasmercError(f"{where}: distill_layer_weights={list(weights)}: expected at most "
+                               f"min(student_layers, teacher_layers)={deepest} non-negative weights")
+        checks.non_negative(where, distill_weight=cfg.distill_weight, teacher_weight=cfg.teacher_weight)

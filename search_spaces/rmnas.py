@@ -41,15 +41,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.conversation import DataSignature
-from nasmerc.errors import NasmercError
-from nasmerc.modules import FUSION_OPS, TOKEN_MIXERS, LSTEncoder, MetaFormerBlock
-from nasmerc.modules.bmnas import MultiLevelFusionNetwork
+from nasmerc.modules import TOKEN_MIXERS, LSTEncoder, MetaFormerBlock
+from nasmerc.modules.bmnas import MultiLevelFusionNetwork, check_fusion_config
+from nasmerc.modules.heads import TaskHead
 from nasmerc.modules.positional import sinusoidal_positions
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
@@ -107,49 +107,20 @@ def rmnas_paper() -> RMNASConfig:
                        n_cells=2, n_steps=2, fusion_dim=240)
 
 
-def check_config(cfg: RMNASConfig, signature: DataSignature) -> None:
-    """Raise a :class:`NasmercError` naming the first config field or signature entry that cannot work."""
-    where = "space 'rmnas'"
-    positive = {"hidden_dim": cfg.hidden_dim, "n_blocks": cfg.n_blocks, "n_heads": cfg.n_heads,
-                "n_cells": cfg.n_cells, "n_steps": cfg.n_steps, "fusion_dim": cfg.fusion_dim}
-    for key, value in positive.items():
-        if value < 1:
-            raise NasmercError(f"{where}: {key}={value}: expected an integer >= 1")
-    if cfg.hidden_dim % cfg.n_heads:
-        raise NasmercError(f"{where}: hidden_dim={cfg.hidden_dim} must be divisible by n_heads={cfg.n_heads}")
-    if cfg.st_kernel < 1 or cfg.st_kernel % 2 == 0:
-        raise NasmercError(f"{where}: st_kernel={cfg.st_kernel}: expected a positive odd number")
-    if cfg.maxdis < 0 or cfg.max_len < 2 or cfg.ffn_ratio <= 0:
-        raise NasmercError(f"{where}: expected maxdis >= 0, max_len >= 2 and ffn_ratio > 0, got "
-                           f"maxdis={cfg.maxdis}, max_len={cfg.max_len}, ffn_ratio={cfg.ffn_ratio}")
-    if not 0.0 <= cfg.dropout < 1.0 or cfg.unimodal_weight < 0:
-        raise NasmercError(f"{where}: expected dropout in [0, 1) and unimodal_weight >= 0, got "
-                           f"dropout={cfg.dropout}, unimodal_weight={cfg.unimodal_weight}")
-    for key, names, pool in (("mixers", cfg.mixers, TOKEN_MIXERS), ("fusion_ops", cfg.fusion_ops, FUSION_OPS)):
-        bad = [n for n in names if n not in pool]
-        if not names or bad or len(set(names)) != len(names):
-            raise NasmercError(f"{where}: {key}={list(names)}: expected distinct names from {list(pool)}")
-    if not signature.modalities or any(m not in signature.dims for m in signature.modalities):
-        raise NasmercError(f"{where}: the data signature needs modalities with dims, got "
-                           f"modalities={list(signature.modalities)}, dims={signature.dims}")
-    if signature.n_outputs < 1:
-        raise NasmercError(f"{where}: a classification signature needs classes, got none")
-
-
 class ModalityBranch(nn.Module):
     """One unimodal branch: eqs. 1-2, the LST of Algorithm 1 and a stack of RMNAS blocks (eqs. 4-6).
 
     ``forward`` returns the output of every block, ``[B, N+1, hidden_dim]`` each (global token at 0),
-    the multi-level features of the fusion; :meth:`predict` is the unimodal head on the last one.
+    the multi-level features of the fusion; ``head`` is the unimodal head on the last one.
     The input projection ``D_m -> hidden_dim`` comes first and the positional encoding is added in
     the hidden space (the paper adds ``PE_m`` in ``D_m`` and does not say where the width changes).
-    The head is ``LN -> Dropout -> Linear``, the usual final norm of a pre-norm Transformer (the
-    paper does not describe its heads).
+    The head is a :class:`~nasmerc.modules.heads.TaskHead` ``LN -> Dropout -> Linear``, the usual
+    final norm of a pre-norm Transformer (the paper does not describe its heads).
     """
 
-    def __init__(self, modality: str, in_dim: int, cfg: RMNASConfig, n_speakers: int, n_outputs: int,
-                 ctx: ChoiceContext) -> None:
+    def __init__(self, modality: str, signature: DataSignature, cfg: RMNASConfig, ctx: ChoiceContext) -> None:
         super().__init__()
+        in_dim, n_speakers = int(signature.dims[modality]), signature.n_speakers
         hidden = cfg.hidden_dim
         self.embed = nn.Linear(in_dim, hidden)
         self.global_token = nn.Parameter(torch.zeros(1, 1, hidden))  # gt of eq. 2
@@ -162,7 +133,7 @@ class ModalityBranch(nn.Module):
             MetaFormerBlock(hidden, ctx.op(f"{modality}.block{i}.mixer", mixers), cfg.ffn_ratio, cfg.dropout)
             for i in range(cfg.n_blocks)
         )
-        self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Dropout(cfg.dropout), nn.Linear(hidden, n_outputs))
+        self.head = TaskHead(hidden, signature, cfg.dropout, norm=True)
 
     def forward(self, x: Tensor, speakers: Tensor, nodes: Tensor) -> list[Tensor]:
         """``x`` ``[B, N, D_m]``, ``speakers`` ``[B, N]``, ``nodes`` ``[B, N]`` bool (the rows to mix)."""
@@ -180,10 +151,6 @@ class ModalityBranch(nn.Module):
             outs.append(h)
         return outs
 
-    def predict(self, last: Tensor) -> Tensor:
-        """The unimodal head on the last block's tokens: ``[B, N+1, n_outputs]``."""
-        return self.head(last)
-
 
 class RMNASNetwork(MultiLevelFusionNetwork):
     """The RMNAS model for one data signature: unimodal branches plus BM-NAS fusion (Figure 1).
@@ -194,8 +161,7 @@ class RMNASNetwork(MultiLevelFusionNetwork):
     """
 
     def __init__(self, signature: DataSignature, cfg: RMNASConfig, ctx: ChoiceContext) -> None:
-        branches = {m: ModalityBranch(m, int(signature.dims[m]), cfg, signature.n_speakers, signature.n_outputs, ctx)
-                    for m in signature.modalities}
+        branches = {m: ModalityBranch(m, signature, cfg, ctx) for m in signature.modalities}
         names = [f"{m}.block{i}" for m in signature.modalities for i in range(cfg.n_blocks)]
         super().__init__("rmnas", signature, cfg, branches, names, ctx)
 
@@ -203,13 +169,16 @@ class RMNASNetwork(MultiLevelFusionNetwork):
 class RMNASSpace(SearchSpace):
     """The RMNAS search space: token mixers per block and modality, BM-NAS inputs and step ops."""
 
-    name: ClassVar[str] = "rmnas"
-    Config: ClassVar[type] = RMNASConfig
-    presets: ClassVar[dict[str, Any]] = {"default": rmnas_default, "paper": rmnas_paper}
+    name = "rmnas"
+    Config = RMNASConfig
+    presets = {"default": rmnas_default, "paper": rmnas_paper}
+    Network = RMNASNetwork
 
-    def __init__(self, signature: DataSignature, config: RMNASConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return RMNASNetwork(self.signature, self.config, ctx)
+    def check_config(self) -> None:
+        cfg, where = self.config, self.where
+        check_fusion_config(where, cfg)
+        checks.positive(where, n_blocks=cfg.n_blocks)
+        checks.odd_positive(where, st_kernel=cfg.st_kernel)
+        checks.at_least(where, 0, maxdis=cfg.maxdis)
+        checks.at_least(where, 2, max_len=cfg.max_len)
+        checks.distinct_names(where, "mixers", cfg.mixers, TOKEN_MIXERS)

@@ -359,7 +359,7 @@ def test_transformer_is_the_iteach_teacher(dataset) -> None:
     with torch.no_grad():
         out = model(batch)
         hidden = model.net(batch.features, batch.mask)[-1]  # ITEACHModel.forward, H_1
-        assert torch.allclose(out.logits, model.net.predict(hidden, batch.mask, pooled=False), atol=1e-6)
+        assert torch.allclose(out.logits, model.net.predict(hidden, batch.mask), atol=1e-6)
     assert out.aux_losses == {}
     # The paper preset has exactly the ITEACH-Net teacher's parameters (plus the unimodal heads).
     sig = replace(dataset.signature, dims=dict(baselines.PAPER_DIMS))

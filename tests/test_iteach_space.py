@@ -235,7 +235,7 @@ def test_distill_gives_no_gradient_to_the_teacher_but_teacher_task_does() -> Non
     out.aux_losses["teacher_task"].backward()
     assert all(p.grad is None for p in model.student.parameters())
     assert all(p.grad is not None for p in model.teacher.parameters())
-    assert float(model.teacher.head[-1].weight.grad.abs().sum()) > 0
+    assert float(model.teacher.head.net[-1].weight.grad.abs().sum()) > 0
 
 
 def test_distill_is_eq14_over_the_last_three_layers() -> None:
@@ -249,7 +249,7 @@ def test_distill_is_eq14_over_the_last_three_layers() -> None:
     s, t = model.student(batch.features, mask), model.teacher(batch.complete, mask)
     mse = [((s[-k][mask] - t[-k][mask]) ** 2).mean() for k in (1, 2, 3)]
     assert torch.allclose(out.aux_losses["distill"], 0.5 * mse[0] + 0.1 * mse[1] + 0.05 * mse[2], atol=1e-6)
-    t_logits = model.teacher.predict(t[-1], mask, pooled=False)
+    t_logits = model.teacher.predict(t[-1], mask)
     assert torch.allclose(out.aux_losses["teacher_task"], task_loss(t_logits, batch, sig.task), atol=1e-6)
     assert out.aux_weights == {"distill": 1.0, "teacher_task": 1.0}
 
@@ -268,7 +268,7 @@ def test_the_student_predicts() -> None:
         assert torch.equal(model(batch).logits, before.logits)
         noisy = replace(batch, complete={m: x + 1.0 for m, x in batch.complete.items()})
         assert torch.equal(model(noisy).logits, before.logits)
-        model.student.head[-1].weight.add_(torch.randn_like(model.student.head[-1].weight))
+        model.student.head.net[-1].weight.add_(torch.randn_like(model.student.head.net[-1].weight))
         assert not torch.allclose(model(batch).logits, before.logits)
 
 

@@ -4,13 +4,16 @@
   ``O_s`` (labels ``{cell}.step{s}.x``, ``.y``, ``.op``);
 - :class:`FusionCell`: two inputs chosen among the fusion candidates (``cell{c}.input0/1``),
   ``n_steps`` steps, output from all steps plus a skip;
-- :class:`BMNASFusion`: candidate projections, ``n_cells`` cells and the fused head.
+- :class:`BMNASFusion`: candidate projections, ``n_cells`` cells and the fused head;
+- :class:`MultiLevelFusionNetwork`: unimodal branches whose every layer feeds the fusion, with the
+  fused and unimodal heads and losses.
 
 RMNAS (``search_spaces/rmnas.py``) fuses its MetaFormer blocks' outputs with them, the ``bmnas``
 space (``search_spaces/bmnas.py``) fixed Transformer encoders' layer outputs. The blocks read their
 sizes from any config object with the fields of :class:`FusionConfig` (both spaces' config
-dataclasses have them). Our departures from BM-NAS (Linear instead of 1x1 conv, LayerNorm instead
-of BatchNorm, so that a token never depends on other tokens or padding) are documented where made.
+dataclasses have them), which :func:`check_fusion_config` checks. Our departures from BM-NAS
+(Linear instead of 1x1 conv, LayerNorm instead of BatchNorm, so that a token never depends on other
+tokens or padding) are documented where made.
 """
 
 from __future__ import annotations
@@ -22,31 +25,51 @@ from typing import Mapping, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
-from nasmerc.errors import NasmercError
 from nasmerc.modules.fusion_ops import FUSION_OPS
+from nasmerc.modules.heads import check_batch
 from nasmerc.nas.choices import ChoiceContext, ChosenInputs
 from nasmerc.outputs import ModelOutput
 from nasmerc.train.losses import task_loss
 
-__all__ = ["FusionConfig", "FusionStep", "FusionCell", "BMNASFusion"]
+__all__ = ["FusionConfig", "check_fusion_config", "FusionStep", "FusionCell", "BMNASFusion",
+           "MultiLevelFusionNetwork"]
 
 
 class FusionConfig(Protocol):
-    """The config fields the fusion blocks read.
+    """The config fields the fusion blocks and :class:`MultiLevelFusionNetwork` read.
 
-    ``hidden_dim``: width of the features fed in (projected to ``fusion_dim``); ``n_cells``,
+    ``hidden_dim``: width of the features fed in (projected to ``fusion_dim``), ``n_heads`` the heads
+    of the branches' attention and ``ffn_ratio`` their feed-forward width relative to it; ``n_cells``,
     ``n_steps``, ``fusion_dim``, ``fusion_ops`` (names in :data:`FUSION_OPS`): the BM-NAS fusion and
-    its pool ``O_s``; ``dropout``: in the cells' merge and in the head.
+    its pool ``O_s``; ``dropout``: in the branches, the cells' merge and the heads;
+    ``unimodal_weight``: weight of each branch's task loss; ``mask_missing``: hide missing rows of a
+    modality from its branch and its loss.
     """
 
     hidden_dim: int
+    n_heads: int
+    ffn_ratio: float
     n_cells: int
     n_steps: int
     fusion_dim: int
     fusion_ops: tuple[str, ...]
     dropout: float
+    unimodal_weight: float
+    mask_missing: bool
+
+
+def check_fusion_config(where: str, cfg: FusionConfig) -> None:
+    """Refuse sizes the fusion and the branches' attention cannot work with, naming the first bad field."""
+    checks.positive(where, hidden_dim=cfg.hidden_dim, n_heads=cfg.n_heads, n_cells=cfg.n_cells,
+                    n_steps=cfg.n_steps, fusion_dim=cfg.fusion_dim)
+    checks.divisible(where, "hidden_dim", cfg.hidden_dim, "n_heads", cfg.n_heads)
+    checks.greater_than_zero(where, ffn_ratio=cfg.ffn_ratio)
+    checks.dropout(where, cfg.dropout)
+    checks.non_negative(where, unimodal_weight=cfg.unimodal_weight)
+    checks.distinct_names(where, "fusion_ops", cfg.fusion_ops, FUSION_OPS)
 
 
 class FusionStep(nn.Module):
@@ -146,23 +169,24 @@ class MultiLevelFusionNetwork(nn.Module):
 
     Shared by the ``rmnas`` and ``bmnas`` spaces, which differ only in their branches. A branch is
     called as ``branch(x [B, N, D_m], speakers [B, N], nodes [B, N]) -> [B, N+1, hidden] per layer``
-    (global token at 0) and predicts with ``branch.predict(last_layer)``. ``forward(batch)`` returns
-    the fused logits, each branch's logits in ``per_modality_logits`` and its task loss in
-    ``aux_losses["unimodal_{m}"]`` ("each single-modal branch and the BM-NAS branch calculate the
-    loss", RMNAS). With ``mask_missing`` a missing utterance is not a node of its modality's branch
-    and that modality's unimodal loss counts only rows where it is present.
+    (global token at 0) and predicts with ``branch.head``, a :class:`~nasmerc.modules.heads.TaskHead`
+    (``norm=True``, ``LN -> Dropout -> Linear``) applied to every token of its last layer.
+    ``forward(batch)`` returns the fused logits, each branch's logits in ``per_modality_logits`` and
+    its task loss in ``aux_losses["unimodal_{m}"]`` ("each single-modal branch and the BM-NAS branch
+    calculate the loss", RMNAS). With ``mask_missing`` a missing utterance is not a node of its
+    modality's branch and that modality's unimodal loss counts only rows where it is present.
     """
 
     def __init__(self, space: str, signature: DataSignature, cfg: FusionConfig, branches: Mapping[str, nn.Module],
                  level_names: list[str], ctx: ChoiceContext) -> None:
         super().__init__()
         self.space = space
+        self.signature = signature
         self.modalities = tuple(signature.modalities)
-        self.dims = {m: int(signature.dims[m]) for m in self.modalities}
         self.task = signature.task
         self.level = signature.level
-        self.mask_missing = bool(getattr(cfg, "mask_missing", False))
-        self.unimodal_weight = float(getattr(cfg, "unimodal_weight", 1.0))
+        self.mask_missing = bool(cfg.mask_missing)
+        self.unimodal_weight = float(cfg.unimodal_weight)
         self.branches = nn.ModuleDict(dict(branches))
         self.fusion = BMNASFusion(level_names, cfg, signature.n_outputs, ctx)
 
@@ -170,14 +194,6 @@ class MultiLevelFusionNetwork(nn.Module):
     def candidate_names(self) -> list[str]:
         """What each fusion input index means: the branches' layer outputs, then cell outputs."""
         return self.fusion.candidate_names
-
-    def _check(self, batch: Batch) -> None:
-        for m in self.modalities:
-            if m not in batch.features or m not in batch.modalities:
-                raise NasmercError(f"{self.space}: the batch has no modality {m!r} (it has {list(batch.modalities)})")
-            if batch.features[m].shape[-1] != self.dims[m]:
-                raise NasmercError(f"{self.space}: modality {m!r} has {batch.features[m].shape[-1]} features, "
-                                   f"expected {self.dims[m]} from the data signature")
 
     def _readout(self, tokens: Tensor) -> Tensor:
         """Dialogue: every utterance (drop the global token); utterance level: the global token."""
@@ -198,7 +214,7 @@ class MultiLevelFusionNetwork(nn.Module):
         return task_loss(logits[seen], replace(batch, labels=batch.labels[seen]), self.task)
 
     def forward(self, batch: Batch) -> ModelOutput:
-        self._check(batch)
+        check_batch(self.space, self.signature, batch)
         real = batch.mask.bool()
         ones = real.new_ones(real.shape[0], 1)
         levels: list[Tensor] = []
@@ -210,7 +226,7 @@ class MultiLevelFusionNetwork(nn.Module):
             if self.mask_missing:
                 nodes = real & batch.present[..., batch.modalities.index(m)].bool()
             outs = branch(batch.features[m], batch.speakers, nodes)
-            per_modality[m] = self._readout(branch.predict(outs[-1]))
+            per_modality[m] = self._readout(branch.head.per_row(outs[-1]))
             aux[f"unimodal_{m}"] = self._unimodal_loss(per_modality[m], batch, nodes)
             levels.extend(outs)
             level_masks.extend([torch.cat([ones, nodes], dim=1)] * len(outs))

@@ -1,4 +1,4 @@
-"""What every hand-designed model needs around its own layers: input checks, readout and heads.
+"""What every model needs around its own layers: input checks, readout, heads and their losses.
 
 A model for a :class:`~nasmerc.data.conversation.DataSignature` predicts
 
@@ -9,7 +9,10 @@ A model for a :class:`~nasmerc.data.conversation.DataSignature` predicts
 :class:`TaskHead` does both from ``[B, L, H]`` states; :func:`unimodal_outputs` turns per-modality
 states into the ``per_modality_logits`` and weighted ``unimodal_{m}`` auxiliary losses of
 :class:`~nasmerc.outputs.ModelOutput`, which modality-balancing plug-ins (SPCL) and models (Ada2I)
-read. :func:`check_batch` refuses a batch whose modalities or widths differ from the signature.
+read. :func:`check_batch` refuses a batch whose modalities or widths differ from the signature;
+:func:`loss_of` is the task loss of outputs and targets already on the real rows (for targets
+derived from the labels, as HAEMSA's auxiliary tasks). The hand-designed models and the searched
+spaces (RMNAS's and BM-NAS's unimodal heads, ITEACH-Net's classifiers) share them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasmerc.data.batch import Batch
@@ -24,7 +28,8 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.train.losses import task_loss
 
-__all__ = ["masked_mean", "n_outputs", "TaskHead", "check_batch", "unimodal_outputs", "present_mask", "speaker_ids"]
+__all__ = ["masked_mean", "n_outputs", "TaskHead", "check_batch", "loss_of", "unimodal_outputs", "present_mask",
+           "speaker_ids"]
 
 
 def masked_mean(h: Tensor, mask: Tensor) -> Tensor:
@@ -42,15 +47,18 @@ class TaskHead(nn.Module):
     """``Dropout -> Linear(in_dim -> C)`` with the readout of the module docstring.
 
     ``hidden_dim`` > 0 puts ``Linear -> ReLU`` before the output layer (the two-layer classifiers
-    several MERC models use).
+    several MERC models use); ``norm`` puts a ``LayerNorm`` first, ``LN -> Dropout -> Linear``, the
+    final norm of a pre-norm Transformer (RMNAS's, BM-NAS's and ITEACH-Net's heads).
     """
 
-    def __init__(self, in_dim: int, signature: DataSignature, dropout: float = 0.0, hidden_dim: int = 0) -> None:
+    def __init__(self, in_dim: int, signature: DataSignature, dropout: float = 0.0, hidden_dim: int = 0,
+                 norm: bool = False) -> None:
         super().__init__()
         self.level = signature.level
         self.task = signature.task
         out = n_outputs(signature)
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        layers: list[nn.Module] = [nn.LayerNorm(in_dim)] if norm else []
+        layers.append(nn.Dropout(dropout))
         if hidden_dim > 0:
             layers += [nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout)]
             in_dim = hidden_dim
@@ -63,16 +71,33 @@ class TaskHead(nn.Module):
         out = self.net(h)
         return out.squeeze(-1) if self.task == "regression" else out
 
+    def per_row(self, h: Tensor) -> Tensor:
+        """The head on every row of ``h``, ``[..., C]``, without the readout (for a model that reads its
+        own way, as RMNAS's global token)."""
+        return self.net(h)
 
-def check_batch(space: str, signature: DataSignature, batch: Batch) -> None:
-    """Refuse a batch without a modality of ``signature`` or with another feature width, naming both."""
+
+def check_batch(space: str, signature: DataSignature, batch: Batch, complete: bool = False) -> None:
+    """Refuse a batch without a modality of ``signature`` or with another feature width, naming both.
+
+    ``complete``: the model also reads ``batch.complete`` (a teacher on the unmasked features).
+    """
     for m in signature.modalities:
-        if m not in batch.features:
+        if m not in batch.features or m not in batch.modalities or (complete and m not in batch.complete):
             raise NasmercError(f"{space}: the batch has no modality {m!r} (it has {list(batch.modalities)})")
         width = batch.features[m].shape[-1]
         if width != signature.dims[m]:
             raise NasmercError(f"{space}: modality {m!r} has {width} features, "
                                f"expected {signature.dims[m]} from the data signature")
+
+
+def loss_of(out: Tensor, target: Tensor, kind: str) -> Tensor:
+    """Mean cross-entropy (``kind`` classification) or mean absolute error (regression) of ``out``
+    against ``target``, both already one entry per real row (as ``nasmerc.train.losses.task_loss``
+    after its selection of the real rows)."""
+    if kind == "classification":
+        return F.cross_entropy(out, target)
+    return F.l1_loss(out.reshape(-1), target.reshape(-1).to(out.dtype))
 
 
 def present_mask(batch: Batch, modality: str) -> Tensor:

@@ -34,18 +34,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
-from nasmerc.errors import NasmercError
-from nasmerc.modules.heads import TaskHead, check_batch, masked_mean, present_mask, unimodal_outputs
-from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import SearchSpace
+from nasmerc.modules.heads import TaskHead, check_batch, loss_of, masked_mean, present_mask, unimodal_outputs
+from nasmerc.nas.space import FixedSpace
 from nasmerc.outputs import ModelOutput
 
 __all__ = ["Ada2IConfig", "Ada2ISpace", "Ada2INetwork", "AFWLayer", "AMW", "ModalityEncoder",
@@ -109,28 +108,6 @@ def ada2i_paper() -> Ada2IConfig:
     return Ada2IConfig(hidden_dim=300, encoder_layers=2, n_heads=6, ffn_dim=2048, rank=11, afw_layers=2,
                        beta=0.012, cosine_scale=10.0, mlp_hidden=300, alpha=0.037, gradient_noise=True,
                        dropout=0.5)
-
-
-def check_config(cfg: Ada2IConfig, signature: DataSignature) -> None:
-    """Raise a one-line :class:`NasmercError` naming the first config field that cannot work."""
-    where = "space 'ada2i'"
-    for key in ("hidden_dim", "encoder_layers", "n_heads", "ffn_dim", "rank", "afw_layers"):
-        value = getattr(cfg, key)
-        if not isinstance(value, int) or value < 1:
-            raise NasmercError(f"{where}: {key}={value!r}: expected an integer >= 1")
-    if cfg.hidden_dim % cfg.n_heads:
-        raise NasmercError(f"{where}: hidden_dim={cfg.hidden_dim} must be divisible by n_heads={cfg.n_heads}")
-    if not isinstance(cfg.mlp_hidden, int) or cfg.mlp_hidden < 0:
-        raise NasmercError(f"{where}: mlp_hidden={cfg.mlp_hidden!r}: expected an integer >= 0")
-    for key in ("beta", "alpha", "feature_weight", "modal_weight", "unimodal_weight"):
-        if getattr(cfg, key) < 0:
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)!r}: expected a number >= 0")
-    if cfg.cosine_scale <= 0:
-        raise NasmercError(f"{where}: cosine_scale={cfg.cosine_scale!r}: expected a number > 0")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise NasmercError(f"{where}: dropout={cfg.dropout!r}: expected a number in [0, 1)")
-    if not signature.modalities:
-        raise NasmercError(f"{where}: the data signature has no modality")
 
 
 # -- gradient modulation ------------------------------------------------------------------------------
@@ -312,11 +289,7 @@ class Ada2INetwork(nn.Module):
             where = self.observed(batch, m)
             if not bool(where.any()):
                 continue
-            pred, target = out[where], batch.labels[where]
-            if self.task == "classification":
-                losses.append(F.cross_entropy(pred, target.long()))
-            else:
-                losses.append(F.l1_loss(pred, target.to(pred.dtype)))
+            losses.append(loss_of(out[where], batch.labels[where], self.task))
         return torch.stack(losses).mean() if losses else outputs[self.modalities[0]].sum() * 0.0
 
     # -- forward ----------------------------------------------------------------------------------
@@ -346,16 +319,21 @@ class Ada2INetwork(nn.Module):
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
-class Ada2ISpace(SearchSpace):
+class Ada2ISpace(FixedSpace):
     """Ada2I (Section 4.1) as a space with nothing to choose: the architecture is empty."""
 
-    name: ClassVar[str] = "ada2i"
-    Config: ClassVar[type] = Ada2IConfig
-    presets: ClassVar[dict[str, Any]] = {"default": ada2i_default, "paper": ada2i_paper}
+    name = "ada2i"
+    Config = Ada2IConfig
+    presets = {"default": ada2i_default, "paper": ada2i_paper}
+    Model = Ada2INetwork
 
-    def __init__(self, signature: DataSignature, config: Ada2IConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return Ada2INetwork(self.signature, self.config)
+    def check_config(self) -> None:
+        cfg, where = self.config, self.where
+        checks.positive(where, hidden_dim=cfg.hidden_dim, encoder_layers=cfg.encoder_layers, n_heads=cfg.n_heads,
+                        ffn_dim=cfg.ffn_dim, rank=cfg.rank, afw_layers=cfg.afw_layers)
+        checks.divisible(where, "hidden_dim", cfg.hidden_dim, "n_heads", cfg.n_heads)
+        checks.at_least(where, 0, mlp_hidden=cfg.mlp_hidden)
+        checks.non_negative(where, beta=cfg.beta, alpha=cfg.alpha, feature_weight=cfg.feature_weight,
+                            modal_weight=cfg.modal_weight, unimodal_weight=cfg.unimodal_weight)
+        checks.greater_than_zero(where, cosine_scale=cfg.cosine_scale)
+        checks.dropout(where, cfg.dropout)

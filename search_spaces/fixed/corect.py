@@ -34,30 +34,23 @@ it at the feature width and projects after, as the public setting does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import RGCNConv, TransformerConv
 
+from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
-from nasmerc.errors import NasmercError
-from nasmerc.modules.graph import multimodal_graph, n_relations, to_nodes, to_padded
 from nasmerc.modules.encoders import FCEncoder
+from nasmerc.modules.graph import multimodal_graph, n_relations, to_nodes, to_padded
 from nasmerc.modules.heads import TaskHead, check_batch, speaker_ids, unimodal_outputs
-from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import SearchSpace
+from nasmerc.nas.space import FixedSpace
 from nasmerc.outputs import ModelOutput
 
 __all__ = ["CorectConfig", "CorectSpace", "CorectModel", "corect_default", "corect_paper", "PAPER_DIMS",
            "PAPER_PARAMS"]
-
-#: IEMOCAP features of the public setting: sentence-BERT text (768), OpenSMILE audio (100), DenseNet visual (512).
-PAPER_DIMS = {"text": 768, "audio": 100, "visual": 512}
-#: The dissertation and the CORECT paper report no parameter count.
-PAPER_PARAMS = None
 
 
 @dataclass
@@ -100,6 +93,13 @@ class CorectConfig:
     unimodal_weight: float = 0.0
 
 
+# -- presets and the paper's setting ---------------------------------------------------------------
+#: IEMOCAP features of the public setting: sentence-BERT text (768), OpenSMILE audio (100), DenseNet visual (512).
+PAPER_DIMS = {"text": 768, "audio": 100, "visual": 512}
+#: The dissertation and the CORECT paper report no parameter count.
+PAPER_PARAMS = None
+
+
 def corect_default() -> CorectConfig:
     """Small and CPU-fast: width 32, one text layer, 2 graph heads, one P-CM and one self layer."""
     return CorectConfig()
@@ -116,37 +116,6 @@ def corect_paper() -> CorectConfig:
     return CorectConfig(hidden_dim=100, text_layers=2, text_heads=8, text_ffn_dim=2048, text_at_input_width=True,
                         speaker_weight=1.0, window_past=11, window_future=5, graph_heads=7, pcm_layers=2,
                         pcm_heads=2, pcm_self_layers=3, pcm_self_heads=2, pcm_ffn_ratio=4.0, dropout=0.5)
-
-
-def check_config(cfg: CorectConfig, signature: DataSignature) -> None:
-    """Raise a :class:`NasmercError` naming the first config field that cannot work with ``signature``."""
-    where = "space 'corect'"
-    for key in ("hidden_dim", "text_layers", "text_heads", "text_ffn_dim", "graph_heads", "pcm_layers",
-                "pcm_heads", "pcm_self_heads"):
-        if getattr(cfg, key) < 1:
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)}: expected an integer >= 1")
-    if cfg.pcm_self_layers < 0:
-        raise NasmercError(f"{where}: pcm_self_layers={cfg.pcm_self_layers}: expected an integer >= 0")
-    for key in ("window_past", "window_future"):
-        if getattr(cfg, key) < -1:
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)}: expected -1 (whole conversation) or >= 0")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise NasmercError(f"{where}: dropout={cfg.dropout}: expected a number in [0, 1)")
-    if cfg.pcm_ffn_ratio <= 0:
-        raise NasmercError(f"{where}: pcm_ffn_ratio={cfg.pcm_ffn_ratio}: expected a number > 0")
-    if cfg.unimodal_weight < 0:
-        raise NasmercError(f"{where}: unimodal_weight={cfg.unimodal_weight}: expected a number >= 0")
-    if "text" in signature.modalities:
-        width = signature.dims["text"] if cfg.text_at_input_width else cfg.hidden_dim
-        if width % cfg.text_heads:
-            raise NasmercError(f"{where}: text_heads={cfg.text_heads} does not divide the text Transformer width "
-                               f"{width} ({'text features' if cfg.text_at_input_width else 'hidden_dim'})")
-    n_mods = len(signature.modalities)
-    if n_mods > 1 and cfg.hidden_dim % cfg.pcm_heads:
-        raise NasmercError(f"{where}: pcm_heads={cfg.pcm_heads} does not divide hidden_dim={cfg.hidden_dim}")
-    if n_mods > 1 and cfg.pcm_self_layers and ((n_mods - 1) * cfg.hidden_dim) % cfg.pcm_self_heads:
-        raise NasmercError(f"{where}: pcm_self_heads={cfg.pcm_self_heads} does not divide the self-attention "
-                           f"width {(n_mods - 1) * cfg.hidden_dim} ((modalities - 1) x hidden_dim)")
 
 
 class TextTransformer(nn.Module):
@@ -304,16 +273,31 @@ class CorectModel(nn.Module):
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
-class CorectSpace(SearchSpace):
+class CorectSpace(FixedSpace):
     """CORECT as a degenerate space: the architecture is empty, :meth:`network` asks nothing."""
 
-    name: ClassVar[str] = "corect"
-    Config: ClassVar[type] = CorectConfig
-    presets: ClassVar[dict[str, Any]] = {"default": corect_default, "paper": corect_paper}
+    name = "corect"
+    Config = CorectConfig
+    presets = {"default": corect_default, "paper": corect_paper}
+    Model = CorectModel
 
-    def __init__(self, signature: DataSignature, config: CorectConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return CorectModel(self.signature, self.config)
+    def check_config(self) -> None:
+        cfg, where, mods = self.config, self.where, self.signature.modalities
+        checks.positive(where, hidden_dim=cfg.hidden_dim, text_layers=cfg.text_layers, text_heads=cfg.text_heads,
+                        text_ffn_dim=cfg.text_ffn_dim)
+        if "text" in mods:  # the text Transformer runs at the feature width or at hidden_dim
+            width_key = "dims.text" if cfg.text_at_input_width else "hidden_dim"
+            width = self.signature.dims["text"] if cfg.text_at_input_width else cfg.hidden_dim
+            checks.divisible(where, width_key, width, "text_heads", cfg.text_heads)
+        checks.window(where, window_past=cfg.window_past, window_future=cfg.window_future)  # RT-GCN
+        checks.positive(where, graph_heads=cfg.graph_heads)
+        checks.positive(where, pcm_layers=cfg.pcm_layers, pcm_heads=cfg.pcm_heads, pcm_self_heads=cfg.pcm_self_heads)
+        checks.at_least(where, 0, pcm_self_layers=cfg.pcm_self_layers)
+        checks.greater_than_zero(where, pcm_ffn_ratio=cfg.pcm_ffn_ratio)
+        if len(mods) > 1:  # P-CM: cross-modal layers at hidden_dim, self layers at (M - 1) x hidden_dim
+            checks.divisible(where, "hidden_dim", cfg.hidden_dim, "pcm_heads", cfg.pcm_heads)
+            if cfg.pcm_self_layers:
+                checks.divisible(where, "(modalities - 1) x hidden_dim", (len(mods) - 1) * cfg.hidden_dim,
+                                 "pcm_self_heads", cfg.pcm_self_heads)
+        checks.dropout(where, cfg.dropout)
+        checks.non_negative(where, unimodal_weight=cfg.unimodal_weight)

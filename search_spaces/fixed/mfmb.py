@@ -65,21 +65,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules import AttentionOp, MetaFormerBlock, RAttentionMixing, masked_softmax
-from nasmerc.modules.heads import TaskHead, check_batch, unimodal_outputs
-from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import SearchSpace
-from nasmerc.outputs import ModelOutput
 from nasmerc.modules.encoders import BiRNN
+from nasmerc.modules.heads import TaskHead, check_batch, unimodal_outputs
+from nasmerc.nas.space import FixedSpace
+from nasmerc.outputs import ModelOutput
 
 __all__ = ["MFMBConfig", "MFMBSpace", "MFMBNetwork", "mfmb_default", "mfmb_paper", "PAPER_DIMS", "PAPER_PARAMS",
            "hub_order", "generative_loss"]
@@ -163,45 +163,6 @@ def hub_order(modalities: Sequence[str], guide: str) -> tuple[str, ...]:
     others = [m for m in PAPER_HUB_ORDER if m in modalities and m != guide]
     others += [m for m in modalities if m not in PAPER_HUB_ORDER and m != guide]
     return (*others, guide)
-
-
-def check_config(cfg: MFMBConfig, signature: DataSignature) -> None:
-    """Raise a one-line :class:`NasmercError` naming the first config field that cannot work."""
-    where = "space 'mfmb'"
-    mods = tuple(signature.modalities)
-    if not mods or any(m not in signature.dims for m in mods):
-        raise NasmercError(f"{where}: the data signature needs modalities with dims, got {list(mods)}, {signature.dims}")
-    for key in ("hidden_dim", "n_heads", "macro_heads", "macro_layers", "hub_layers", "hub_tokens", "c2f_hidden",
-                "recon_hidden"):
-        if getattr(cfg, key) < 1:
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)}: expected an integer >= 1")
-    d = cfg.hidden_dim
-    for key in ("n_heads", "macro_heads"):
-        if d % getattr(cfg, key):
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)}: hidden_dim={d} must be divisible by it")
-    if d % 2:
-        raise NasmercError(f"{where}: hidden_dim={d} must be even (the BiLSTM of eq. 8 has hidden_dim/2 units per direction)")
-    n_pairs = max(1, len(mods) - 1)
-    if d % n_pairs:
-        raise NasmercError(f"{where}: hidden_dim={d} must be divisible by the {n_pairs} micro-fusion pairs")
-    if cfg.gate_kernel < 1 or cfg.gate_kernel % 2 == 0:
-        raise NasmercError(f"{where}: gate_kernel={cfg.gate_kernel}: expected a positive odd number")
-    for key in ("ffn_ratio", "gate_ratio"):
-        if getattr(cfg, key) <= 0:
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)}: expected a number > 0")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise NasmercError(f"{where}: dropout={cfg.dropout}: expected a number in [0, 1)")
-    if not 0.0 <= cfg.temporal_mask_rate <= 1.0:
-        raise NasmercError(f"{where}: temporal_mask_rate={cfg.temporal_mask_rate}: expected a number in [0, 1]")
-    if cfg.unimodal_weight < 0:
-        raise NasmercError(f"{where}: unimodal_weight={cfg.unimodal_weight}: expected a number >= 0")
-    for m in mods:
-        if m not in cfg.recon_weights:
-            raise NasmercError(f"{where}: recon_weights has no weight for modality {m!r} (set recon_weights.{m}=...)")
-        if cfg.recon_weights[m] < 0:
-            raise NasmercError(f"{where}: recon_weights.{m}={cfg.recon_weights[m]}: expected a number >= 0")
-    if signature.n_outputs < 1:
-        raise NasmercError(f"{where}: a classification signature needs classes, got none")
 
 
 def _keep(mask: Tensor, like: Tensor) -> Tensor:
@@ -438,16 +399,34 @@ class MFMBNetwork(nn.Module):
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
-class MFMBSpace(SearchSpace):
+class MFMBSpace(FixedSpace):
     """MFMB-Net as a degenerate space: nothing to choose, the empty architecture."""
 
-    name: ClassVar[str] = "mfmb"
-    Config: ClassVar[type] = MFMBConfig
-    presets: ClassVar[dict[str, Any]] = {"default": mfmb_default, "paper": mfmb_paper}
+    name = "mfmb"
+    Config = MFMBConfig
+    presets = {"default": mfmb_default, "paper": mfmb_paper}
+    Model = MFMBNetwork
 
-    def __init__(self, signature: DataSignature, config: MFMBConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return MFMBNetwork(self.signature, self.config)
+    def check_config(self) -> None:
+        cfg, where, mods = self.config, self.where, self.signature.modalities
+        d = cfg.hidden_dim
+        checks.positive(where, hidden_dim=d, n_heads=cfg.n_heads)  # eqs. 1-2
+        checks.divisible(where, "hidden_dim", d, "n_heads", cfg.n_heads)
+        checks.positive(where, macro_heads=cfg.macro_heads, macro_layers=cfg.macro_layers,  # eqs. 3-7
+                        hub_layers=cfg.hub_layers, hub_tokens=cfg.hub_tokens)
+        checks.divisible(where, "hidden_dim", d, "macro_heads", cfg.macro_heads)
+        checks.greater_than_zero(where, ffn_ratio=cfg.ffn_ratio)
+        checks.even(where, "hidden_dim", d, "the BiLSTM of eq. 8 has hidden_dim / 2 units per direction")
+        checks.odd_positive(where, gate_kernel=cfg.gate_kernel)  # eqs. 9-10
+        checks.greater_than_zero(where, gate_ratio=cfg.gate_ratio)
+        checks.positive(where, c2f_hidden=cfg.c2f_hidden)  # eqs. 11-13
+        checks.divisible(where, "hidden_dim", d, "the number of micro-fusion pairs", max(1, len(mods) - 1))
+        checks.positive(where, recon_hidden=cfg.recon_hidden)  # eqs. 14-15
+        for m in mods:  # eq. 19
+            if m not in cfg.recon_weights:
+                raise NasmercError(f"{where}: recon_weights has no weight for modality {m!r} "
+                                   f"(set recon_weights.{m}=...)")
+            checks.non_negative(where, **{f"recon_weights.{m}": cfg.recon_weights[m]})
+        checks.probability(where, temporal_mask_rate=cfg.temporal_mask_rate)
+        checks.non_negative(where, unimodal_weight=cfg.unimodal_weight)
+        checks.dropout(where, cfg.dropout)

@@ -39,7 +39,6 @@ With one modality there is no pair, and ``X_Final = X_GAT``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,14 +46,13 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch_geometric.nn import GATConv, GCNConv
 
+from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
-from nasmerc.errors import NasmercError
-from nasmerc.modules.graph import to_nodes, to_padded, utterance_graph
 from nasmerc.modules.encoders import FCEncoder
+from nasmerc.modules.graph import to_nodes, to_padded, utterance_graph
 from nasmerc.modules.heads import TaskHead, check_batch, present_mask, speaker_ids, unimodal_outputs
-from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import SearchSpace
+from nasmerc.nas.space import FixedSpace
 from nasmerc.outputs import ModelOutput
 
 __all__ = ["MiCGAConfig", "MiCGASpace", "MiCGAModel", "micga_default", "micga_paper", "PAPER_DIMS", "PAPER_PARAMS"]
@@ -116,29 +114,6 @@ def micga_paper() -> MiCGAConfig:
     return MiCGAConfig(hidden_dim=100, lstm_layers=1, speaker_dim=100, speaker_weight=1.0, gcn_layers=2, gcn_dim=200,
                        decoder_dim=200, smooth_lambda=0.5, window_past=11, window_future=5, gat_heads=4, gat_dim=100,
                        cma_heads=2, dropout=0.5, recon_weight=1.0)
-
-
-def check_config(cfg: MiCGAConfig, signature: DataSignature) -> None:
-    """Raise a :class:`NasmercError` naming the first config field that cannot work with ``signature``."""
-    where = "space 'micga'"
-    for key in ("hidden_dim", "lstm_layers", "speaker_dim", "gcn_layers", "gcn_dim", "decoder_dim", "gat_heads",
-                "gat_dim", "cma_heads"):
-        if getattr(cfg, key) < 1:
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)}: expected an integer >= 1")
-    for key in ("window_past", "window_future"):
-        if getattr(cfg, key) < -1:
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)}: expected -1 (whole conversation) or >= 0")
-    if not 0.0 <= cfg.smooth_lambda <= 1.0:
-        raise NasmercError(f"{where}: smooth_lambda={cfg.smooth_lambda}: expected a number in [0, 1]")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise NasmercError(f"{where}: dropout={cfg.dropout}: expected a number in [0, 1)")
-    for key in ("recon_weight", "unimodal_weight"):
-        if getattr(cfg, key) < 0:
-            raise NasmercError(f"{where}: {key}={getattr(cfg, key)}: expected a number >= 0")
-    if "text" in signature.modalities and cfg.hidden_dim % 2:
-        raise NasmercError(f"{where}: hidden_dim={cfg.hidden_dim}: the text BiLSTM needs an even width")
-    if len(signature.modalities) > 1 and cfg.hidden_dim % cfg.cma_heads:
-        raise NasmercError(f"{where}: cma_heads={cfg.cma_heads} does not divide hidden_dim={cfg.hidden_dim}")
 
 
 class BiLSTMEncoder(nn.Module):
@@ -285,16 +260,24 @@ class MiCGAModel(nn.Module):
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
-class MiCGASpace(SearchSpace):
+class MiCGASpace(FixedSpace):
     """Mi-CGA as a degenerate space: the architecture is empty, :meth:`network` asks nothing."""
 
-    name: ClassVar[str] = "micga"
-    Config: ClassVar[type] = MiCGAConfig
-    presets: ClassVar[dict[str, Any]] = {"default": micga_default, "paper": micga_paper}
+    name = "micga"
+    Config = MiCGAConfig
+    presets = {"default": micga_default, "paper": micga_paper}
+    Model = MiCGAModel
 
-    def __init__(self, signature: DataSignature, config: MiCGAConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return MiCGAModel(self.signature, self.config)
+    def check_config(self) -> None:
+        cfg, where, mods = self.config, self.where, self.signature.modalities
+        checks.positive(where, hidden_dim=cfg.hidden_dim, lstm_layers=cfg.lstm_layers, speaker_dim=cfg.speaker_dim)
+        if "text" in mods:  # IMR
+            checks.even(where, "hidden_dim", cfg.hidden_dim, "the text BiLSTM has hidden_dim / 2 units per direction")
+        checks.positive(where, gcn_layers=cfg.gcn_layers, gcn_dim=cfg.gcn_dim, decoder_dim=cfg.decoder_dim)  # FE
+        checks.probability(where, smooth_lambda=cfg.smooth_lambda)
+        checks.window(where, window_past=cfg.window_past, window_future=cfg.window_future)
+        checks.positive(where, gat_heads=cfg.gat_heads, gat_dim=cfg.gat_dim, cma_heads=cfg.cma_heads)  # MulGAT, CMA
+        if len(mods) > 1:
+            checks.divisible(where, "hidden_dim", cfg.hidden_dim, "cma_heads", cfg.cma_heads)
+        checks.dropout(where, cfg.dropout)
+        checks.non_negative(where, recon_weight=cfg.recon_weight, unimodal_weight=cfg.unimodal_weight)

@@ -26,17 +26,15 @@ gives MultiDAG no other treatment of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
-from nasmerc.errors import NasmercError
 from nasmerc.modules.heads import TaskHead, check_batch, speaker_ids, unimodal_outputs
-from nasmerc.nas.choices import ChoiceContext
-from nasmerc.nas.space import SearchSpace
+from nasmerc.nas.space import FixedSpace
 from nasmerc.outputs import ModelOutput
 
 __all__ = ["MultiDAGConfig", "MultiDAGSpace", "MultiDAGNetwork", "DAGLayer", "dag_adjacency", "dag_edges",
@@ -86,23 +84,6 @@ def multidag_paper() -> MultiDAGConfig:
     (DAG-ERC's hidden size; here three encoders of 100), 4 DAG layers, window ``omega = 1``, a
     classifier of two layers (hidden 300), dropout 0.4."""
     return MultiDAGConfig(encoder_dim=100, n_layers=4, window=1, mlp_hidden=300, dropout=0.4)
-
-
-def check_config(cfg: MultiDAGConfig, signature: DataSignature) -> None:
-    """Raise a one-line :class:`NasmercError` naming the first config field that cannot work."""
-    where = "space 'multidag'"
-    for key in ("encoder_dim", "n_layers", "window"):
-        value = getattr(cfg, key)
-        if not isinstance(value, int) or value < 1:
-            raise NasmercError(f"{where}: {key}={value!r}: expected an integer >= 1")
-    if not isinstance(cfg.mlp_hidden, int) or cfg.mlp_hidden < 0:
-        raise NasmercError(f"{where}: mlp_hidden={cfg.mlp_hidden!r}: expected an integer >= 0")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise NasmercError(f"{where}: dropout={cfg.dropout!r}: expected a number in [0, 1)")
-    if cfg.unimodal_weight < 0:
-        raise NasmercError(f"{where}: unimodal_weight={cfg.unimodal_weight!r}: expected a number >= 0")
-    if not signature.modalities:
-        raise NasmercError(f"{where}: the data signature has no modality")
 
 
 # -- the conversation DAG -----------------------------------------------------------------------------
@@ -257,16 +238,17 @@ class MultiDAGNetwork(nn.Module):
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 
 
-class MultiDAGSpace(SearchSpace):
+class MultiDAGSpace(FixedSpace):
     """MultiDAG (Section 2.2) as a space with nothing to choose: the architecture is empty."""
 
-    name: ClassVar[str] = "multidag"
-    Config: ClassVar[type] = MultiDAGConfig
-    presets: ClassVar[dict[str, Any]] = {"default": multidag_default, "paper": multidag_paper}
+    name = "multidag"
+    Config = MultiDAGConfig
+    presets = {"default": multidag_default, "paper": multidag_paper}
+    Model = MultiDAGNetwork
 
-    def __init__(self, signature: DataSignature, config: MultiDAGConfig | None = None) -> None:
-        super().__init__(signature, config)
-        check_config(self.config, signature)
-
-    def network(self, ctx: ChoiceContext) -> nn.Module:
-        return MultiDAGNetwork(self.signature, self.config)
+    def check_config(self) -> None:
+        cfg, where = self.config, self.where
+        checks.positive(where, encoder_dim=cfg.encoder_dim, n_layers=cfg.n_layers, window=cfg.window)
+        checks.at_least(where, 0, mlp_hidden=cfg.mlp_hidden)
+        checks.dropout(where, cfg.dropout)
+        checks.non_negative(where, unimodal_weight=cfg.unimodal_weight)
