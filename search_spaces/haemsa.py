@@ -54,11 +54,11 @@ from nasmerc.errors import NasmercError
 from nasmerc.modules.experts import (CONTEXTS, HIERARCHY_FUSIONS, CrossModalIntegration, FusionLevel,
                                      SequenceExpert, TaskFeatureSelection, TaskTowers, UncertaintyWeights,
                                      kl_transfer, masked_mean)
-from nasmerc.modules.heads import check_batch, loss_of
+from nasmerc.modules.heads import check_batch
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
-from nasmerc.train.losses import select_real
+from nasmerc.train.losses import loss_of, select_real
 
 __all__ = ["HAEMSAConfig", "HAEMSASpace", "HAEMSANetwork", "TaskSpec", "plan_tasks", "class_polarity",
            "polarity_targets", "intensity_targets", "shared_subsets", "haemsa_default", "haemsa_paper"]

@@ -9,9 +9,9 @@ A model for a :class:`~nasmerc.data.conversation.DataSignature` predicts
 :class:`TaskHead` does both from ``[B, L, H]`` states; :func:`unimodal_outputs` turns per-modality
 states into the ``per_modality_logits`` and weighted ``unimodal_{m}`` auxiliary losses of
 :class:`~nasmerc.outputs.ModelOutput`, which modality-balancing plug-ins (SPCL) and models (Ada2I)
-read. :func:`check_batch` refuses a batch whose modalities or widths differ from the signature;
-:func:`loss_of` is the task loss of outputs and targets already on the real rows (for targets
-derived from the labels, as HAEMSA's auxiliary tasks). The hand-designed models and the searched
+read. :func:`check_batch` refuses a batch whose modalities or widths differ from the signature
+(targets derived from the labels, as HAEMSA's auxiliary tasks, take ``nasmerc.train.losses.loss_of``).
+The hand-designed models and the searched
 spaces (RMNAS's and BM-NAS's unimodal heads, ITEACH-Net's classifiers) share them.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasmerc.data.batch import Batch
@@ -28,7 +27,7 @@ from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.train.losses import task_loss
 
-__all__ = ["masked_mean", "n_outputs", "TaskHead", "check_batch", "loss_of", "unimodal_outputs", "present_mask",
+__all__ = ["masked_mean", "n_outputs", "TaskHead", "check_batch", "unimodal_outputs", "present_mask",
            "speaker_ids"]
 
 
@@ -89,15 +88,6 @@ def check_batch(space: str, signature: DataSignature, batch: Batch, complete: bo
         if width != signature.dims[m]:
             raise NasmercError(f"{space}: modality {m!r} has {width} features, "
                                f"expected {signature.dims[m]} from the data signature")
-
-
-def loss_of(out: Tensor, target: Tensor, kind: str) -> Tensor:
-    """Mean cross-entropy (``kind`` classification) or mean absolute error (regression) of ``out``
-    against ``target``, both already one entry per real row (as ``nasmerc.train.losses.task_loss``
-    after its selection of the real rows)."""
-    if kind == "classification":
-        return F.cross_entropy(out, target)
-    return F.l1_loss(out.reshape(-1), target.reshape(-1).to(out.dtype))
 
 
 def present_mask(batch: Batch, modality: str) -> Tensor:

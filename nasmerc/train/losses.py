@@ -25,9 +25,14 @@ def select_real(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch
     return logits, batch.labels
 
 
-def task_loss(logits: torch.Tensor, batch: Batch, task: str) -> torch.Tensor:
-    """Mean cross-entropy (classification) or mean absolute error (regression) over real rows."""
-    out, target = select_real(logits, batch)
-    if task == "classification":
+def loss_of(out: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean cross-entropy (``kind`` classification) or mean absolute error (regression) of ``out``
+    against ``target``, both already one entry per real row."""
+    if kind == "classification":
         return F.cross_entropy(out, target)
     return F.l1_loss(out.reshape(-1), target.reshape(-1).to(out.dtype))
+
+
+def task_loss(logits: torch.Tensor, batch: Batch, task: str) -> torch.Tensor:
+    """Mean cross-entropy (classification) or mean absolute error (regression) over real rows."""
+    return loss_of(*select_real(logits, batch), task)

@@ -43,9 +43,10 @@ from torch import Tensor, nn
 from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
-from nasmerc.modules.heads import TaskHead, check_batch, loss_of, masked_mean, present_mask, unimodal_outputs
+from nasmerc.modules.heads import TaskHead, check_batch, masked_mean, present_mask, unimodal_outputs
 from nasmerc.nas.space import FixedSpace
 from nasmerc.outputs import ModelOutput
+from nasmerc.train.losses import loss_of
 
 __all__ = ["Ada2IConfig", "Ada2ISpace", "Ada2INetwork", "AFWLayer", "AMW", "ModalityEncoder",
            "modulation_coefficients", "ada2i_default", "ada2i_paper", "PAPER_DIMS", "PAPER_PARAMS"]
