@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
-from nasmerc import __version__
+from nasmerc import __version__, metrics
 from nasmerc.config import to_plain
 from nasmerc.errors import NasmercError
 from nasmerc.events import EventSink, Events, JsonlSink
@@ -155,10 +155,10 @@ def open_run(out: str | None, default_name: str, command: str, spec: RunSpec, si
     for sink in sinks:
         events.add(sink)
     run = Run(path, events)
-    classification = spec.signature is None or spec.signature.task == "classification"
+    metric = metrics.primary_metric(spec.signature.task if spec.signature is not None else "classification")
     events.emit("run_start", command=command, space=spec.space, strategy=spec.strategy if command == "search" else command,
                 data=spec.data, seed=spec.seed, epochs=spec.train.epochs, n_batches=n_batches, run=str(path),
-                metric="waf" if classification else "mae", higher_is_better=classification)
+                metric=metric, higher_is_better=metrics.HIGHER_IS_BETTER[metric])
     try:
         yield run
         end = run._end or {"status": "finished", "best": None, "message": ""}
