@@ -144,6 +144,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nasmerc import bench
+
+    runs = Path(args.runs)
+    results = Path(args.results) if args.results else runs / bench.RESULTS_FILE
+    if args.table:
+        rows = bench.read_results(results)
+        if not rows:
+            raise NasmercError(f"bench: {results}: no results yet (run the bench first)")
+    else:
+        if args.grid:
+            grid = bench.Grid.from_yaml(args.grid)
+        else:
+            if not args.cell:
+                raise NasmercError("bench: expected a grid file or at least one --cell space/strategy")
+            grid = bench.Grid(cells=tuple(bench.parse_cell(c) for c in args.cell))
+        changes = {k: v for k, v in (("data", tuple(args.data) if args.data else None),
+                                     ("seeds", tuple(int(x) for x in args.seeds.split(",")) if args.seeds else None),
+                                     ("sets", (*grid.sets, *args.set) if args.set else None),
+                                     ("baselines", tuple(args.baseline) if args.baseline is not None else None),
+                                     ("random_search", False if args.no_random else None),
+                                     ("random_epochs", args.random_epochs)) if v is not None}
+        if changes:
+            import dataclasses
+
+            grid = dataclasses.replace(grid, **changes)
+        rows = bench.run_grid(grid, runs, results)
+    summaries = bench.summarise(rows)
+    print(bench.format_table(summaries))
+    if args.plot:
+        print(f"wrote {bench.plot_summaries(summaries, args.plot)}")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from nasmerc.dashboard import follow
 
@@ -251,6 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the metric against the missing rate")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="run a grid of searches over seeds; mean, spread and 95 % intervals against "
+                                     "baselines and equal-budget random search")
+    p.add_argument("grid", nargs="?", default=None, metavar="GRID.yaml", help="a grid file (see nasmerc.bench.Grid)")
+    p.add_argument("--cell", action="append", default=[], metavar="SPACE/STRATEGY", help="a cell (repeatable)")
+    p.add_argument("--data", action="append", default=[], metavar="NAME", help="a dataset (repeatable; default iemocap6)")
+    p.add_argument("--seeds", default=None, metavar="0,1,2", help="seeds (default 0,1,2)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="--set for every run (repeatable)")
+    p.add_argument("--baseline", action="append", default=None, metavar="SPACE",
+                   help="a hand-designed baseline (repeatable; default early_fusion)")
+    p.add_argument("--no-random", action="store_true", help="no equal-budget random search")
+    p.add_argument("--random-epochs", type=int, default=None, metavar="N", help="epochs per random candidate (default 3)")
+    p.add_argument("--runs", default="runs/bench", metavar="DIR", help="the run folders (default runs/bench)")
+    p.add_argument("--results", default=None, metavar="FILE", help="results file (default RUNS/bench.jsonl)")
+    p.add_argument("--table", action="store_true", help="print the table of the results file and run nothing")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the shares with their intervals")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("dashboard", help="follow a running or finished run in the terminal")
     p.add_argument("run", help="a run folder")

@@ -1,0 +1,95 @@
+"""``nasmerc bench``: a tiny grid run end to end, resumed from its results file, and its statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nasmerc import bench
+from nasmerc.cli import main
+from nasmerc.errors import NasmercError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+GRID = """
+cells:
+  - {space: rmnas, strategy: darts, set: [hidden_dim=16, n_blocks=1, fusion_dim=16, n_heads=2, n_cells=1]}
+seeds: [0, 1]
+set: [data.n_train=4, data.n_valid=2, data.n_test=2, data.length_max=6, data.length_min=3, data.length_mean=4,
+      train.epochs=1, train.batch_size=4, train.valid_rates=0]
+random_epochs: 1
+"""
+
+
+def test_spread_and_paired_differences() -> None:
+    s = bench.Spread.of([0.1, 0.2, 0.3])
+    assert s.mean == pytest.approx(0.2) and s.sd == pytest.approx(0.1)
+    assert s.half == pytest.approx(4.303 * 0.1 / math.sqrt(3))
+    assert s.pct() == "20.0 ± 10.0 [-4.8, 44.8]"
+    one = bench.Spread.of([0.5])
+    assert one.pct() == "50.0" and math.isnan(one.sd)
+    d = bench.paired({0: 0.9, 1: 0.8, 2: 0.7}, {0: 0.85, 2: 0.6, 5: 0.1})
+    assert d.n == 2 and d.values == pytest.approx([0.05, 0.1])
+
+
+def test_grid_refuses_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text("cells: [rmnas/darts]\nseeds: [0]\nepochs: 3\n")
+    with pytest.raises(NasmercError, match=r"unknown key\(s\) \['epochs'\]"):
+        bench.Grid.from_yaml(str(path))
+    with pytest.raises(NasmercError, match="hidden_dim=16"):
+        bench.Grid(cells=(bench.Cell("rmnas", "darts"),), sets=("hidden_dim=16",))
+    with pytest.raises(NasmercError, match="unknown search space 'nosuch'"):
+        bench.Grid(cells=(bench.Cell("nosuch", "darts"),))
+    with pytest.raises(NasmercError, match="no cell"):
+        bench.Grid(cells=())
+
+
+def test_random_search_gets_the_cells_budget() -> None:
+    cell = bench.Cell("haemsa", "evolution", ("dim=8", "strategy.population=4"))
+    rand = bench.random_cell(cell, budget=20, epochs=3)
+    assert rand.strategy == "random" and rand.role == "random" and rand.origin == cell.name
+    assert rand.sets == ("dim=8", "strategy.trials=7", "strategy.candidate_epochs=3")
+    assert rand.folder != cell.folder
+
+
+def test_a_tiny_grid_runs_resumes_and_reports(tmp_path: Path, capsys, monkeypatch) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    runs = tmp_path / "runs"
+    plot = tmp_path / "bench.png"
+    assert main(["bench", str(grid), "--runs", str(runs), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    rows = [json.loads(line) for line in (runs / "bench.jsonl").read_text().splitlines()]
+    roles = sorted((r["role"], r["seed"]) for r in rows)
+    assert roles == [("baseline", 0), ("baseline", 1), ("cell", 0), ("cell", 1), ("random", 0), ("random", 1)]
+    for r in rows:
+        assert 0.0 <= r["share_of_oracle"] < 2.0 and r["candidate_epochs"] >= 1 and Path(r["run"]).is_dir()
+    cell = next(r for r in rows if r["role"] == "cell")
+    rand = next(r for r in rows if r["role"] == "random" and r["seed"] == cell["seed"])
+    assert cell["candidate_epochs"] == 1 and rand["candidate_epochs"] == 1  # the same budget
+    assert "equal-budget random" in out and "early_fusion/default" in out and "share of oracle" in out
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished run was run again")
+
+    monkeypatch.setattr(bench, "run_one", fail)
+    assert main(["bench", str(grid), "--runs", str(runs)]) == 0  # everything is in the results file
+    assert main(["bench", "--table", "--runs", str(runs)]) == 0
+    table = capsys.readouterr().out
+    assert table.count("rmnas/darts") >= 2
+    summaries = bench.summarise(rows)
+    mine = next(s for s in summaries if s["role"] == "cell")
+    assert mine["spread"].n == 2 and set(mine["versus"]) == {"early_fusion/default", "equal-budget random"}
+
+
+def test_bench_without_cells_or_results_is_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["bench", "--runs", str(tmp_path / "r")]) == 2
+    assert "expected a grid file or at least one --cell" in capsys.readouterr().err
+    assert main(["bench", "--table", "--runs", str(tmp_path / "r")]) == 2
+    assert "no results yet" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
