@@ -88,7 +88,10 @@ class RunSpec:
             elif key == "train":
                 if value is not None and not isinstance(value, Mapping):
                     raise NasmercError(f"{where}: 'train' must be a mapping, found {type(value).__name__}")
-                value = apply_overrides(TrainConfig(), dict(value or {}), where=f"{where}: train")
+                try:
+                    value = apply_overrides(TrainConfig(), dict(value or {}), where="train")
+                except NasmercError as exc:
+                    raise NasmercError(f"{where}: {exc}") from None
             elif key == "signature":
                 value = None if value is None else signature_of(value, where)
             elif key in ("seed", "workers") and (isinstance(value, bool) or not isinstance(value, int)):
