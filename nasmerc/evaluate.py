@@ -5,7 +5,10 @@ under the fixed masks of ``(rate, mask_seed)`` (``nasmerc.data.missing``); on sy
 exact oracle is scored on the very same masks. The report holds per rate every metric of the task,
 AUILC of each metric over the sweep (RMNAS eq. 14), and the model's share of the oracle: the mean
 primary metric over the sweep divided by the oracle's (inverted for MAE, where lower is better).
-This is the only place where the test split is used.
+Beside the exact oracle stands the learnable ceiling (``nasmerc.data.learnable``): the generator's
+parameters estimated from the training split alone, then the same forward-backward on the same
+masks; ``share_of_learnable`` measures the model against it. This is the only place where the test
+split is used.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nasmerc import metrics
+from nasmerc.data.learnable import LearnableOracle
 from nasmerc.data.missing import DEFAULT_RATES
 from nasmerc.io import write_json
 from nasmerc.report import table
@@ -64,9 +68,15 @@ def evaluate_run(run: str, rates: Sequence[float] = DEFAULT_RATES, *, device: st
             name = "oracle" if kind == "full" else "context_free_oracle"
             report[f"{name}_metrics"] = per_rate
             report[f"{name}_auilc"] = _auilc(rates, per_rate)
+        learnable = LearnableOracle.fit(dataset).evaluate(test, rates, seed=mask_seed)["full"]
+        report["learnable_oracle_metrics"] = {str(r): learnable[r] for r in rates}
+        report["learnable_oracle_auilc"] = _auilc(rates, report["learnable_oracle_metrics"])
         key = trainer.metric
+        model_values = [model_per_rate[str(r)][key] for r in rates]
         report["share_of_oracle"] = share_of_oracle(
-            key, [model_per_rate[str(r)][key] for r in rates], [report["oracle_metrics"][str(r)][key] for r in rates])
+            key, model_values, [report["oracle_metrics"][str(r)][key] for r in rates])
+        report["share_of_learnable"] = share_of_oracle(
+            key, model_values, [report["learnable_oracle_metrics"][str(r)][key] for r in rates])
     report["mean"] = {k: float(np.mean([model_per_rate[str(r)][k] for r in rates]))
                       for k in model_per_rate[str(rates[0])]}
     out = model_path.parent / EVALUATION_FILE
@@ -82,20 +92,24 @@ def format_evaluation(report: dict[str, Any]) -> str:
     extra = "acc" if key == "waf" else "corr"
     rates = report["rates"]
     has_oracle = "oracle_metrics" in report
+    has_learnable = "learnable_oracle_metrics" in report
     headers = ["rho", f"model {key}", f"model {extra}"]
     if has_oracle:
-        headers += [f"oracle {key}", f"context-free {key}"]
+        headers += [f"oracle {key}", *([f"learnable {key}"] if has_learnable else []), f"context-free {key}"]
     rows = []
     for r in rates:
         m = report["model_metrics"][str(r)]
         row = [f"{r:.2f}", m[key], m[extra]]
         if has_oracle:
-            row += [report["oracle_metrics"][str(r)][key], report["context_free_oracle_metrics"][str(r)][key]]
+            row += [report["oracle_metrics"][str(r)][key],
+                    *([report["learnable_oracle_metrics"][str(r)][key]] if has_learnable else []),
+                    report["context_free_oracle_metrics"][str(r)][key]]
         rows.append(row)
     if len(rates) >= 2:
         row = ["AUILC", report["model_auilc"][key], report["model_auilc"][extra]]
         if has_oracle:
-            row += [report["oracle_auilc"][key], report["context_free_oracle_auilc"][key]]
+            row += [report["oracle_auilc"][key], *([report["learnable_oracle_auilc"][key]] if has_learnable else []),
+                    report["context_free_oracle_auilc"][key]]
         rows.append(row)
     lines = [f"unified-model evaluation of {report['model']} on the test split (masks seeded {report['mask_seed']})",
              table(headers, rows)]
@@ -104,6 +118,10 @@ def format_evaluation(report: dict[str, Any]) -> str:
         oracle_mean = float(np.mean([report["oracle_metrics"][str(r)][key] for r in rates]))
         lines.append(f"mean {key} over rho {rates[0]:g}..{rates[-1]:g}: model {mean:.4f}, oracle {oracle_mean:.4f}, "
                      f"share of the oracle {100 * report['share_of_oracle']:.1f} %")
+        if has_learnable:
+            learnable_mean = float(np.mean([report["learnable_oracle_metrics"][str(r)][key] for r in rates]))
+            lines.append(f"learnable ceiling (the generator's family fitted on the training split): {key} "
+                         f"{learnable_mean:.4f}, share of the learnable ceiling {100 * report['share_of_learnable']:.1f} %")
     else:
         lines.append(f"mean {key} over rho {rates[0]:g}..{rates[-1]:g}: {mean:.4f}")
     lines.append(f"wrote {report['written']}" + (f" and {report['plot']}" if report.get("plot") else ""))
@@ -124,6 +142,9 @@ def plot_sweep(report: dict[str, Any], path: str) -> Path:
     ax.plot(rates, [report["model_metrics"][str(r)][key] for r in rates], "o-", label=f"{report['space']} (model)")
     if "oracle_metrics" in report:
         ax.plot(rates, [report["oracle_metrics"][str(r)][key] for r in rates], "k--", label="Bayes oracle")
+        if "learnable_oracle_metrics" in report:
+            ax.plot(rates, [report["learnable_oracle_metrics"][str(r)][key] for r in rates], "-.", color="dimgray",
+                    label="learnable ceiling")
         ax.plot(rates, [report["context_free_oracle_metrics"][str(r)][key] for r in rates], ":", color="gray",
                 label="context-free oracle")
     ax.set_xlabel("missing rate ρ")

@@ -69,4 +69,5 @@ def test_same_seed_same_result(pair: str, tmp_path: Path) -> None:
     want = json.loads(RECORD.read_text())[pair]
     assert got["arch_yaml"] == want["arch_yaml"]
     assert got["best_valid"] == want["best_valid"] and got["best_epoch"] == want["best_epoch"]
-    assert got["evaluation"] == want["evaluation"]
+    # every number recorded then (keys added since, like the learnable ceiling's, are not in the record)
+    assert {k: got["evaluation"][k] for k in want["evaluation"]} == want["evaluation"]
