@@ -313,21 +313,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop) delivered as an interruption: the run folder's event log ends with
+    ``run_end: interrupted``, as on Ctrl-C, and the command exits 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 0
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return func(args)
     except NasmercError as exc:
         print(f"nasmerc: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("nasmerc: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("nasmerc: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

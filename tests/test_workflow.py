@@ -297,3 +297,33 @@ def test_failing_search_ends_the_event_log(exc: BaseException, code: int | None,
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"run {status}" in err  # the plain progress line
+
+
+def test_sigterm_ends_the_event_log_as_interrupted(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM stops the search like Ctrl-C: ``run_end: interrupted``, exit status 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "nasmerc.cli", *search_args(out), "--epochs", "50"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(e["type"] == "epoch" for e in _events(out)):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "nasmerc: terminated"
+    events = read_events(out / "events.jsonl")
+    assert events[-1]["type"] == "run_end" and events[-1]["status"] == "interrupted"
+    assert not (out / "search.json").exists()
+
+
+def _events(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "events.jsonl"
+    try:
+        return read_events(path) if path.exists() else []
+    except (ValueError, NasmercError):  # a line being written
+        return []
