@@ -9,6 +9,12 @@ RMNAS blocks (RMNAS paper, eqs. 3-12 and Algorithm 1):
 - BM-NAS cell-step operations :class:`ZeroOp`, :class:`SumOp`, :class:`AttentionOp`,
   :class:`LinearGLUOp`, :class:`ConcatFCOp`, with the table :data:`FUSION_OPS`.
 
+Blocks of the other spaces live in their own modules, imported from there (not re-exported here, so
+that importing this package does not load PyTorch Geometric): ``bmnas`` (BM-NAS cells), ``iteach``,
+``experts``, ``graph`` (conversation graphs), ``dag`` (DAG-ERC / MultiDAG's DAG and layer), and the
+``merc`` space's ``merc`` (missing-row treatments, encoders, missing-modality losses),
+``merc_context`` (context models) and ``merc_fusion`` (fusion operators and positions).
+
 Importing this package defines classes only; nothing is built or allocated.
 """
 
