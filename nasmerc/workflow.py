@@ -119,7 +119,8 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     dataset = create_dataset(spec.data, data_overrides)
     space_obj = get_search_space(spec.space).from_preset(dataset.signature, spec.preset,
                                                          {**spec.space_config, **sections.space})
-    strategy_name = strategy or spec.strategy or ("darts" if space_obj.choices() else "fixed")
+    strategy_name = (strategy or spec.strategy or space_obj.default_strategy
+                     or ("darts" if space_obj.choices() else "fixed"))
     strategy_cls = get_strategy(strategy_name)
     same_strategy = strategy_name == spec.strategy
     strategy_obj = strategy_cls.from_overrides({**(spec.strategy_config if same_strategy else {}),

@@ -50,8 +50,9 @@ The four missing-modality treatments of the design brief are the points ``zeros`
 with ``missing_loss = none``, and ``zeros`` with ``reconstruction`` / ``distill``; the other
 combinations (a mask token and a distillation loss, say) are in the space too.
 
-Searching with DARTS or the router needs the value choices fixed, for instance ``nasmerc search
---space merc --fix speaker=embedding --fix missing_loss=none --fix unimodal_weight=0.0``.
+``nasmerc search --space merc`` takes the evolution strategy, which searches every choice. Searching
+with DARTS or the router needs the value choices fixed, for instance ``nasmerc search --space merc
+--strategy darts --fix speaker=embedding --fix missing_loss=none --fix unimodal_weight=0.0``.
 
 Named architectures (:data:`NAMED`, :func:`named_arch` for other modalities), and how each differs
 from the model it stands for:
@@ -126,7 +127,7 @@ class MercConfig:
       ``unimodal_weights``: the values of the ``unimodal_weight`` choice.
     """
 
-    hidden_dim: int = 64
+    hidden_dim: int = 128
     n_heads: int = 4
     ffn_ratio: float = 2.0
     encoder_layers: int = 1
@@ -146,7 +147,8 @@ class MercConfig:
 
 
 def merc_default() -> MercConfig:
-    """CPU-fast: width 64, 4 heads, one Transformer layer, one DAG layer, 4 hub tokens."""
+    """CPU-fast: width 128 (so the recurrent context models have the early-fusion baseline's 64 units per
+    direction), 4 heads, one Transformer layer, one DAG layer, 4 hub tokens."""
     return MercConfig()
 
 
@@ -261,6 +263,7 @@ class MercSpace(SearchSpace):
     Config = MercConfig
     presets = {"default": merc_default, "paper": merc_paper}
     Network = MercNetwork
+    default_strategy = "evolution"  # it searches the value genes (speaker, missing_loss, unimodal_weight) too
 
     def check_config(self) -> None:
         cfg, where = self.config, self.where

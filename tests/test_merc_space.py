@@ -294,3 +294,18 @@ def test_every_named_architecture_on_two_modalities_at_utterance_level() -> None
         space = MercSpace(sig, SMALL)
         for name in NAMED:
             assert space.build(named_arch(name, sig))(batch_for(sig)).logits.shape == (3,)
+
+
+def test_search_takes_evolution_by_default(tmp_path) -> None:
+    """``nasmerc search --space merc`` names no strategy: the space's default, evolution, searches every gene."""
+    import json
+
+    from nasmerc.cli import main
+
+    out = tmp_path / "run"
+    assert main(["search", "--space", "merc", "--no-dashboard", "--out", str(out), "--population", "2",
+                 "--generations", "1", "--set", "strategy.candidate_epochs=1", "--set", "hidden_dim=16",
+                 "--set", "n_heads=2", "--set", "graph_heads=2",
+                 *[f"--set=data.{k}={v}" for k, v in TINY.items()]]) == 0
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["strategy"] == "evolution" and {"speaker", "missing_loss", "unimodal_weight"} <= set(summary["arch"])

@@ -38,6 +38,9 @@ class SearchSpace(ABC):
     presets: ClassVar[dict[str, Callable[[], Any]]] = {}
     Network: ClassVar[Callable[..., nn.Module] | None] = None
     """Called as ``Network(signature, config, ctx)`` by the default :meth:`network`."""
+    default_strategy: ClassVar[str | None] = None
+    """The strategy ``nasmerc search --space NAME`` takes when none is named (``None``: ``darts``, or
+    ``fixed`` for a space with nothing to search)."""
 
     def __init__(self, signature: DataSignature, config: Any = None) -> None:
         self.signature = signature
