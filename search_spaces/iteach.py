@@ -61,12 +61,13 @@ from nasmerc.errors import NasmercError
 from nasmerc.modules.heads import check_batch
 from nasmerc.modules.iteach import ITEACHModel, check_encoder_config
 from nasmerc.modules.iteach_mixers import ITEACH_MIXERS
+from nasmerc.modules.mixers import EXTRA_MIXERS
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
 from nasmerc.train.losses import task_loss
 
-__all__ = ["ITEACHConfig", "ITEACHSpace", "ITEACHNetwork", "iteach_default", "iteach_paper"]
+__all__ = ["ITEACHConfig", "ITEACHSpace", "ITEACHNetwork", "iteach_default", "iteach_paper", "iteach_recurrent"]
 
 
 @dataclass
@@ -112,6 +113,11 @@ def iteach_default() -> ITEACHConfig:
     return ITEACHConfig()
 
 
+def iteach_recurrent() -> ITEACHConfig:
+    """The default sizes with a recurrent (BiGRU) token mixer beside the paper's four (not in the paper)."""
+    return ITEACHConfig(mixers=(*ITEACHConfig.mixers, "recurrent"))
+
+
 def iteach_paper() -> ITEACHConfig:
     """Section 4.4: width 128, FFN 4.0, 8 heads, kernel 7, dist_m 30, teacher 3 and student 4 layers."""
     return ITEACHConfig(hidden_dim=128, n_heads=8, ffn_ratio=4.0, student_layers=4, teacher_layers=3,
@@ -128,7 +134,8 @@ class ITEACHNetwork(nn.Module):
         self.layer_weights = tuple(float(w) for w in cfg.distill_layer_weights)
         self.distill_weight = float(cfg.distill_weight)
         self.teacher_weight = float(cfg.teacher_weight)
-        candidates = {name: partial(ITEACH_MIXERS[name], cfg.hidden_dim, cfg.n_heads, cfg.max_len)
+        pool = {**ITEACH_MIXERS, **EXTRA_MIXERS}
+        candidates = {name: partial(pool[name], cfg.hidden_dim, cfg.n_heads, cfg.max_len)
                       for name in cfg.mixers}
         self.student = ITEACHModel(signature, cfg, cfg.student_layers,
                                    lambda i, m: ctx.op(f"layer{i}.{m}.mixer", candidates))
@@ -165,7 +172,7 @@ class ITEACHSpace(SearchSpace):
 
     name = "iteach"
     Config = ITEACHConfig
-    presets = {"default": iteach_default, "paper": iteach_paper}
+    presets = {"default": iteach_default, "paper": iteach_paper, "recurrent": iteach_recurrent}
     Network = ITEACHNetwork
 
     def check_config(self) -> None:
@@ -173,7 +180,7 @@ class ITEACHSpace(SearchSpace):
         check_encoder_config(where, cfg)
         checks.positive(where, student_layers=cfg.student_layers, teacher_layers=cfg.teacher_layers,
                         max_len=cfg.max_len)
-        checks.distinct_names(where, "mixers", cfg.mixers, ITEACH_MIXERS)
+        checks.distinct_names(where, "mixers", cfg.mixers, [*ITEACH_MIXERS, *EXTRA_MIXERS])
         weights, deepest = cfg.distill_layer_weights, min(cfg.student_layers, cfg.teacher_layers)
         if len(weights) > deepest or any(w < 0 for w in weights):
             raise NasmercError(f"{where}: distill_layer_weights={list(weights)}: expected at most "

@@ -48,13 +48,14 @@ from torch import Tensor, nn
 from nasmerc import checks
 from nasmerc.data.conversation import DataSignature
 from nasmerc.modules import TOKEN_MIXERS, LSTEncoder, MetaFormerBlock
+from nasmerc.modules.mixers import EXTRA_MIXERS
 from nasmerc.modules.bmnas import MultiLevelFusionNetwork, check_fusion_config
 from nasmerc.modules.heads import TaskHead
 from nasmerc.modules.positional import sinusoidal_positions
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
 
-__all__ = ["RMNASConfig", "RMNASSpace", "RMNASNetwork", "rmnas_default", "rmnas_paper"]
+__all__ = ["RMNASConfig", "RMNASSpace", "RMNASNetwork", "rmnas_default", "rmnas_paper", "rmnas_recurrent"]
 
 
 @dataclass
@@ -101,6 +102,12 @@ def rmnas_default() -> RMNASConfig:
     return RMNASConfig()
 
 
+def rmnas_recurrent() -> RMNASConfig:
+    """The default sizes with a recurrent (BiGRU) token mixer beside the paper's four, so that the space
+    can express the recurrent context models of the MERC baselines (not in the paper)."""
+    return RMNASConfig(mixers=(*RMNASConfig.mixers, "recurrent"))
+
+
 def rmnas_paper() -> RMNASConfig:
     """The paper's setup: 6 blocks x 448, 8 heads, FFN 4.0, kernel 7, maxdis 8, 2 cells x 2 steps, 240."""
     return RMNASConfig(hidden_dim=448, n_blocks=6, n_heads=8, ffn_ratio=4.0, st_kernel=7, maxdis=8,
@@ -128,7 +135,8 @@ class ModalityBranch(nn.Module):
         self.speaker = nn.Embedding(max(1, n_speakers), hidden) if cfg.speaker_embedding else None
         self.drop = nn.Dropout(cfg.dropout)
         self.lst = LSTEncoder(in_dim, cfg.n_heads, cfg.st_kernel, cfg.maxdis) if cfg.use_lst else None
-        mixers = {name: partial(TOKEN_MIXERS[name], hidden, cfg.n_heads, cfg.max_len) for name in cfg.mixers}
+        pool = {**TOKEN_MIXERS, **EXTRA_MIXERS}
+        mixers = {name: partial(pool[name], hidden, cfg.n_heads, cfg.max_len) for name in cfg.mixers}
         self.blocks = nn.ModuleList(
             MetaFormerBlock(hidden, ctx.op(f"{modality}.block{i}.mixer", mixers), cfg.ffn_ratio, cfg.dropout)
             for i in range(cfg.n_blocks)
@@ -171,7 +179,7 @@ class RMNASSpace(SearchSpace):
 
     name = "rmnas"
     Config = RMNASConfig
-    presets = {"default": rmnas_default, "paper": rmnas_paper}
+    presets = {"default": rmnas_default, "paper": rmnas_paper, "recurrent": rmnas_recurrent}
     Network = RMNASNetwork
 
     def check_config(self) -> None:
@@ -181,4 +189,4 @@ class RMNASSpace(SearchSpace):
         checks.odd_positive(where, st_kernel=cfg.st_kernel)
         checks.at_least(where, 0, maxdis=cfg.maxdis)
         checks.at_least(where, 2, max_len=cfg.max_len)
-        checks.distinct_names(where, "mixers", cfg.mixers, TOKEN_MIXERS)
+        checks.distinct_names(where, "mixers", cfg.mixers, [*TOKEN_MIXERS, *EXTRA_MIXERS])

@@ -22,12 +22,15 @@ import torch
 from torch import Tensor, nn
 
 from nasmerc.errors import NasmercError
+from nasmerc.modules.encoders import BiRNN
 
 __all__ = [
     "RAttentionMixing",
     "RRandomMixing",
     "RPoolMixing",
     "RIdentityMixing",
+    "RecurrentMixing",
+    "EXTRA_MIXERS",
     "TOKEN_MIXERS",
     "masked_softmax",
     "check_sequence",
@@ -187,6 +190,23 @@ class RIdentityMixing(nn.Module):
         return h
 
 
+class RecurrentMixing(nn.Module):
+    """A bidirectional GRU over the real tokens (``dim / 2`` units per direction): the conversational
+    context model of the recurrent MERC baselines as a token mixer, so a searched space can express
+    them. Not one of RMNAS's mixers: nasmerc's addition, offered by the ``recurrent`` presets of rmnas
+    and iteach (their ``paper`` presets keep the papers' pools). ``lst`` / ``bias`` is not used; real
+    tokens must come first in each row (the global token and the utterances do)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if dim % 2:
+            raise NasmercError(f"recurrent mixing: width {dim} must be even (dim / 2 units per direction)")
+        self.rnn = BiRNN("gru", dim, dim // 2)
+
+    def forward(self, h: Tensor, lst: Tensor | None, mask: Tensor) -> Tensor:
+        return self.rnn(h, mask.bool())
+
+
 def _attention(dim: int, n_heads: int, max_len: int) -> nn.Module:
     return RAttentionMixing(dim, n_heads)
 
@@ -203,6 +223,10 @@ def _identity(dim: int, n_heads: int, max_len: int) -> nn.Module:
     return RIdentityMixing()
 
 
+def recurrent(dim: int, n_heads: int, max_len: int) -> nn.Module:
+    return RecurrentMixing(dim)
+
+
 #: The search pool ``O_t``: name -> constructor ``(dim, n_heads, max_len)`` (unused args ignored).
 TOKEN_MIXERS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "attention": _attention,
@@ -210,3 +234,5 @@ TOKEN_MIXERS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "pool": _pool,
     "identity": _identity,
 }
+#: Mixers nasmerc adds to the papers' pools (rmnas and iteach list them in their ``recurrent`` presets).
+EXTRA_MIXERS: dict[str, Callable[[int, int, int], nn.Module]] = {"recurrent": recurrent}
