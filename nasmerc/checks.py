@@ -14,6 +14,7 @@ Each helper checks all the values it is given and reports the first bad one in t
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Sequence
 
 from nasmerc.errors import NasmercError
@@ -35,25 +36,29 @@ def positive(where: str, **values: Any) -> None:
     at_least(where, 1, **values)
 
 
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def non_negative(where: str, **values: float) -> None:
-    """Numbers ``>= 0``."""
+    """Finite numbers ``>= 0``."""
     for key, value in values.items():
-        if not value >= 0:
-            _fail(where, key, value, "a number >= 0")
+        if not (_finite(value) and value >= 0):
+            _fail(where, key, value, "a finite number >= 0")
 
 
 def greater_than_zero(where: str, **values: float) -> None:
-    """Numbers ``> 0``."""
+    """Finite numbers ``> 0``."""
     for key, value in values.items():
-        if not value > 0:
-            _fail(where, key, value, "a number > 0")
+        if not (_finite(value) and value > 0):
+            _fail(where, key, value, "a finite number > 0")
 
 
 def in_range(where: str, key: str, value: float, low: float, high: float, *, low_open: bool = False,
              high_open: bool = False) -> None:
     """A number in the interval from ``low`` to ``high``, each end closed unless said open."""
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
+    above = _finite(value) and (value > low if low_open else value >= low)
+    below = _finite(value) and (value < high if high_open else value <= high)
     if not (above and below):
         _fail(where, key, value, f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}")
 

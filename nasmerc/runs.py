@@ -41,13 +41,27 @@ EVALUATION_FILE = "evaluation.json"
 
 
 def new_run_dir(out: str | None, name: str, root: str = "runs") -> Path:
-    """``out`` if given (must not hold a finished run), else ``runs/<timestamp>-<name>`` (made unique)."""
+    """``out`` if given, else ``runs/<timestamp>-<name>`` (made unique).
+
+    ``out`` must be new or an empty folder: a folder holding a finished run, an unfinished one, or
+    anything else (your own ``config.yaml``, say) is refused naming what is there, so nothing of it is
+    overwritten.
+    """
     if out is not None:
         path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise NasmercError(f"--out {out}: is a file, not a folder; choose a new folder")
         for marker in (SEARCH_FILE, MODEL_FILE):
             if (path / marker).exists():
                 raise NasmercError(f"--out {out}: holds a finished run ({marker}); choose another folder")
-        path.mkdir(parents=True, exist_ok=True)
+        if path.is_dir() and any(path.iterdir()):
+            what = ("an unfinished run (no search.json or model.pt)" if (path / CONFIG_FILE).exists()
+                    else f"other files ({', '.join(sorted(p.name for p in path.iterdir())[:3])} ...)")
+            raise NasmercError(f"--out {out}: holds {what}; choose a new or empty folder, or remove it")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NasmercError(f"--out {out}: cannot make the folder ({exc.strerror})") from None
         return path
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(root) / f"{stamp}-{name}"

@@ -40,8 +40,8 @@ class RunSpec:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise NasmercError(f"seed={self.seed!r}: expected an integer")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise NasmercError(f"seed={self.seed!r}: expected an integer in [0, 2**32)")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise NasmercError(f"--workers {self.workers!r}: expected an integer >= 1")
 

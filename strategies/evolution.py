@@ -64,8 +64,9 @@ class EvolutionConfig:
 
     def __post_init__(self) -> None:
         where = "strategy 'evolution'"
-        checks.positive(where, population=self.population, generations=self.generations,
-                        candidate_epochs=self.candidate_epochs, tournament=self.tournament)
+        checks.at_least(where, 2, population=self.population)  # crossover pairs individuals
+        checks.positive(where, generations=self.generations, candidate_epochs=self.candidate_epochs,
+                        tournament=self.tournament)
         checks.probability(where, cx_prob=self.cx_prob, mut_prob=self.mut_prob)
         checks.non_negative(where, mut_sigma=self.mut_sigma)
 

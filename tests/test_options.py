@@ -26,7 +26,8 @@ BAD = [
     ("darts", "order", "3", "order=3: expected 1 or 2"),
     ("darts", "arch_fraction", "1.0", "arch_fraction=1.0"),
     ("darts", "arch_fraction", "0", "arch_fraction=0.0"),
-    ("darts", "arch_lr", "-1", "arch_lr=-1.0: expected a number > 0"),
+    ("darts", "arch_lr", "-1", "arch_lr=-1.0: expected a finite number > 0"),
+    ("darts", "arch_lr", "inf", "arch_lr=inf: expected a finite number > 0"),
     ("darts", "arch_momentum", "-0.5", "arch_momentum=-0.5"),
     ("darts", "arch_weight_decay", "-1", "arch_weight_decay=-1.0"),
     ("darts", "unroll_lr", "-1", "unroll_lr=-1.0"),
@@ -41,6 +42,7 @@ BAD = [
     ("router", "init_scale", "-1", "init_scale=-1.0"),
     ("router", "export", "all", "export='all'"),
     ("evolution", "population", "0", "population=0"),
+    ("evolution", "population", "1", "population=1: expected an integer >= 2"),
     ("evolution", "generations", "0", "generations=0"),
     ("evolution", "candidate_epochs", "0", "candidate_epochs=0"),
     ("evolution", "tournament", "0", "tournament=0"),
@@ -62,7 +64,8 @@ BAD_TRAIN = [
     ("epochs", "0", "epochs=0"),
     ("batch_size", "0", "batch_size=0"),
     ("eval_batch_size", "-1", "eval_batch_size=-1"),
-    ("lr", "-1", "lr=-1.0: expected a number > 0"),
+    ("lr", "-1", "lr=-1.0: expected a finite number > 0"),
+    ("lr", "inf", "lr=inf: expected a finite number > 0"),
     ("lr", "nan", "lr='nan': expected float"),
     ("weight_decay", "-1", "weight_decay=-1.0"),
     ("grad_clip", "-1", "grad_clip=-1.0"),
@@ -98,6 +101,28 @@ def test_bad_trainer_option_is_one_line_and_no_folder(key: str, value: str, need
                                                       capsys) -> None:
     extra = ["--plugin", "spcl"] if key.startswith("plugin_options.spcl") else []
     refused(tmp_path, capsys, [*RMNAS, "--set", f"train.{key}={value}", *extra], needle)
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**70)])
+def test_a_seed_out_of_range_is_refused(seed: str, tmp_path: Path, capsys) -> None:
+    refused(tmp_path, capsys, [*RMNAS, "--seed", seed], f"seed={seed}: expected an integer in [0, 2**32)")
+
+
+def test_an_out_that_holds_other_files_is_left_alone(tmp_path: Path, capsys) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own settings\n")
+    assert main(["search", "--no-dashboard", "--out", str(mine), *TINY, *RMNAS]) == 2
+    assert "holds an unfinished run" in capsys.readouterr().err
+    (mine / "config.yaml").unlink()
+    (mine / "notes.txt").write_text("mine\n")
+    assert main(["search", "--no-dashboard", "--out", str(mine), *TINY, *RMNAS]) == 2
+    assert "holds other files (notes.txt" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["search", "--no-dashboard", "--out", str(afile), *TINY, *RMNAS]) == 2
+    assert "is a file" in capsys.readouterr().err and afile.read_text() == "x"
 
 
 def test_bad_workers_and_strategy_flags(tmp_path: Path, capsys) -> None:
