@@ -117,8 +117,9 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     train_cfg = train_config(spec.train, sections.train, plugins, epochs)
     torch_device = resolve_device(spec.device)
     dataset = create_dataset(spec.data, data_overrides)
+    same_space = spec.space == base.space  # a config file's space settings belong to its own space
     space_obj = get_search_space(spec.space).from_preset(dataset.signature, spec.preset,
-                                                         {**spec.space_config, **sections.space})
+                                                         {**(spec.space_config if same_space else {}), **sections.space})
     strategy_name = (strategy or spec.strategy or space_obj.default_strategy
                      or ("darts" if space_obj.choices() else "fixed"))
     strategy_cls = get_strategy(strategy_name)
