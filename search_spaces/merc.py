@@ -265,6 +265,18 @@ class MercSpace(SearchSpace):
     Network = MercNetwork
     default_strategy = "evolution"  # it searches the value genes (speaker, missing_loss, unimodal_weight) too
 
+    def named_architectures(self) -> dict[str, dict[str, Any]]:
+        """The hand-designed models' points (:data:`NAMED`) for this signature's modalities, within the
+        config's candidate pools (a point whose candidate was left out of a pool is not offered)."""
+        out = {}
+        for name in NAMED:
+            arch = named_arch(name, self.signature)
+            try:
+                out[name] = self.canonical(arch)
+            except NasmercError:
+                continue
+        return out
+
     def check_config(self) -> None:
         cfg, where = self.config, self.where
         checks.positive(where, hidden_dim=cfg.hidden_dim, n_heads=cfg.n_heads, encoder_layers=cfg.encoder_layers,

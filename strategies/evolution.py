@@ -3,7 +3,9 @@
 The algorithm sees only genomes (``nasmerc.nas.population``: categorical genes as indices, float
 genes as reals), as in PyGlove's regularized evolution, and is a short chain of operators:
 
-1. generation 1 is ``population`` random genomes;
+1. generation 1 is ``population`` genomes: the space's named architectures first (the hand-designed
+   models' points, ``SearchSpace.named_architectures``; ``warm_start=false`` leaves them out), then
+   random ones;
 2. every next generation: tournament selection of ``tournament`` individuals
    (``deap.tools.selTournament``, HAEMSA: "k individuals are randomly sampled ... the one with the
    highest fitness is selected"), then for each consecutive pair of offspring, with probability
@@ -45,8 +47,8 @@ from deap import base, tools
 from nasmerc import checks
 from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
-from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, decode, genes, sample_genome,
-                                    search_result)
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, decode, encode, genes,
+                                    sample_genome, search_result)
 from nasmerc.nas.strategy import SearchContext, SearchResult
 
 
@@ -61,6 +63,7 @@ class EvolutionConfig:
     cx_prob: float = 0.5
     mut_prob: float = 0.3
     mut_sigma: float = 0.1
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         where = "strategy 'evolution'"
@@ -155,7 +158,7 @@ class EvolutionProposer(Proposer):
         self.specs = ctx.space.choices(ctx.fixed)
         self.fixed = dict(ctx.fixed)
         self.layout = genes(self.specs, self.fixed)
-        Individual = individual_class(ctx.evaluator.higher_is_better)
+        Individual = self.Individual = individual_class(ctx.evaluator.higher_is_better)
         self.rng = random.Random(ctx.seed)
         self.select_rng = random.Random(ctx.seed)
         np_rng = np.random.default_rng(ctx.seed)
@@ -186,13 +189,25 @@ class EvolutionProposer(Proposer):
             self._close_generation()
         self.generation += 1
         if self.generation == 1:
-            self.population = [self.toolbox.individual() for _ in range(self.cfg.population)]
+            starts = self._named_genomes()[: self.cfg.population]
+            self.population = [*starts, *(self.toolbox.individual() for _ in range(self.cfg.population - len(starts)))]
         else:
             self.population = self._breed(self.population)
         fresh = [ind for ind in self.population if not ind.fitness.valid]
         self.evaluations = len(fresh)
         return [Proposal(decode(ind, self.specs, self.fixed), {"generation": self.generation}, ref=ind)
                 for ind in fresh]
+
+    def _named_genomes(self) -> list:
+        """With ``warm_start``, generation 1 begins with the space's named architectures (the hand-designed
+        models' points) that agree with ``--fix``, so the search starts from the known designs."""
+        if not self.cfg.warm_start:
+            return []
+        out = []
+        for arch in self.ctx.space.named_architectures().values():
+            if all(arch.get(label) == value for label, value in self.fixed.items()):
+                out.append(self.Individual(encode(arch, self.specs, self.fixed)))
+        return out
 
     def _breed(self, population: list) -> list:
         offspring = [self.toolbox.clone(ind) for ind in self.toolbox.select(population, len(population))]

@@ -309,3 +309,25 @@ def test_search_takes_evolution_by_default(tmp_path) -> None:
                  *[f"--set=data.{k}={v}" for k, v in TINY.items()]]) == 0
     summary = json.loads((out / "search.json").read_text())
     assert summary["strategy"] == "evolution" and {"speaker", "missing_loss", "unimodal_weight"} <= set(summary["arch"])
+
+
+def test_evolution_starts_from_the_named_architectures(dataset, tmp_path) -> None:
+    """Generation 1 begins with the hand-designed models' points (warm start), then random genomes."""
+    from nasmerc.events import Events, ListSink
+    from nasmerc.nas.strategy import SearchContext
+    from nasmerc.train.trainer import TrainConfig
+    from strategies.evolution import Evolution, EvolutionConfig
+
+    space = MercSpace.from_preset(dataset.signature, "default", {"hidden_dim": 16, "n_heads": 2, "graph_heads": 2})
+    named = space.named_architectures()
+    assert list(named) == list(NAMED) and named["early_fusion"] == space.canonical(NAMED["early_fusion"])
+    for warm, expected in ((True, list(named.values())[:2]), (False, None)):
+        sink = ListSink()
+        ctx = SearchContext(space, dataset, TrainConfig(epochs=1, batch_size=4, valid_rates=(0.0,)),
+                            torch.device("cpu"), 0, Events([sink]), tmp_path)
+        Evolution(EvolutionConfig(population=3, generations=1, candidate_epochs=1, warm_start=warm)).search(ctx)
+        trials = [e["arch"] for e in sink.events if e["type"] == "trial"]
+        if warm:
+            assert trials[:2] == expected and len(trials) == 3
+        else:
+            assert not any(t == a for t in trials for a in named.values())

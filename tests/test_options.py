@@ -49,6 +49,7 @@ BAD = [
     ("evolution", "cx_prob", "2", "cx_prob=2.0: expected a number in [0.0, 1.0]"),
     ("evolution", "mut_prob", "-0.1", "mut_prob=-0.1"),
     ("evolution", "mut_sigma", "-1", "mut_sigma=-1.0"),
+    ("evolution", "warm_start", "maybe", "warm_start='maybe': expected bool"),
     ("random", "trials", "0", "trials=0"),
     ("random", "candidate_epochs", "-2", "candidate_epochs=-2"),
     ("tpe", "trials", "0", "trials=0"),

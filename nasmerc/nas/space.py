@@ -53,6 +53,11 @@ class SearchSpace(ABC):
         """How error messages name this space: ``space 'rmnas'``."""
         return f"space {self.name!r}"
 
+    def named_architectures(self) -> dict[str, dict[str, Any]]:
+        """Architectures of this space that stand for known designs (a hand-designed model's nearest
+        point), by name; a search may start from them. Default: none."""
+        return {}
+
     def check_config(self) -> None:
         """Refuse a config (``self.config``) that cannot work with ``self.signature``, naming the first bad
         field (a :class:`~nasmerc.errors.NasmercError`; see ``nasmerc.checks``). Called once, when the
