@@ -207,7 +207,7 @@ def candidate_epochs(found: Mapping[str, Any], config: Mapping[str, Any]) -> int
     trials = found.get("trials")
     if trials:
         epochs = (config.get("strategy_config") or {}).get("candidate_epochs", 1)
-        return int(len(trials) * epochs)
+        return int(len(trials) * epochs + found.get("finalist_epochs", 0))
     return int((config.get("train") or {}).get("epochs", 0))
 
 

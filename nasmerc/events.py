@@ -15,6 +15,9 @@ Every event has a ``type`` and a wall-clock ``time`` (seconds since the epoch). 
   ``value``, ``best`` (best so far, ``None`` while none is eligible), ``metric``, ``parameters``,
   ``seconds``, and the proposer's fields (``generation`` for evolution, ``pruned: true`` for a pruned
   TPE trial);
+- ``finalist``: one of a population search's best candidates trained for the full ``train.epochs``
+  (``finalists > 0``): ``trial``, ``arch``, ``value`` (its short score), ``final_value``, ``parameters``,
+  ``metric``;
 - ``generation``: one closed generation of evolution: ``generation``, ``generations``, ``best`` (of the
   hall of fame), ``mean``, ``diversity``, ``best_genome`` (the decoded best architecture);
 - ``run_end``: ``status`` (``finished`` / ``failed`` / ``interrupted``), ``best``, ``elapsed``,

@@ -59,6 +59,7 @@ class EvolutionConfig:
     population: int = 8
     generations: int = 3
     candidate_epochs: int = 2
+    finalists: int = 0
     tournament: int = 3
     cx_prob: float = 0.5
     mut_prob: float = 0.3
@@ -72,6 +73,7 @@ class EvolutionConfig:
                         tournament=self.tournament)
         checks.probability(where, cx_prob=self.cx_prob, mut_prob=self.mut_prob)
         checks.non_negative(where, mut_sigma=self.mut_sigma)
+        checks.at_least(where, 0, finalists=self.finalists)
 
 
 def _groups(layout: Sequence[Gene]) -> dict[int, list[int]]:

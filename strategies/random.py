@@ -21,9 +21,11 @@ from nasmerc.nas.strategy import SearchContext
 class RandomConfig:
     trials: int = 8
     candidate_epochs: int = 3
+    finalists: int = 0
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'random'", trials=self.trials, candidate_epochs=self.candidate_epochs)
+        checks.at_least("strategy 'random'", 0, finalists=self.finalists)
 
 
 class RandomProposer(Proposer):

@@ -92,6 +92,7 @@ def make_pruner(name: str, startup_trials: int) -> optuna.pruners.BasePruner:
 class TPEConfig:
     trials: int = 8
     candidate_epochs: int = 3
+    finalists: int = 0
     startup_trials: int = 3
     pruner: str = "median"
     storage: str = ""
@@ -100,6 +101,7 @@ class TPEConfig:
     def __post_init__(self) -> None:
         checks.positive("strategy 'tpe'", trials=self.trials, candidate_epochs=self.candidate_epochs,
                         startup_trials=self.startup_trials)
+        checks.at_least("strategy 'tpe'", 0, finalists=self.finalists)
         check_objectives(self.objectives)
         if self.pruner not in PRUNERS:
             raise NasmercError(f"strategy 'tpe': pruner={self.pruner!r}: expected one of {', '.join(PRUNERS)}")

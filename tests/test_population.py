@@ -425,3 +425,23 @@ def test_tpe_refuses_bad_objectives(space: ToySpace, dataset, tmp_path: Path) ->
         with pytest.raises(NasmercError, match=pattern):
             run("tpe", space, dataset, tmp_path, strategy=TPE(TPEConfig(trials=1, objectives=objectives)))
     assert not (tmp_path / STUDY_FILE).exists()
+
+
+def test_finalists_are_trained_in_full_and_the_best_kept(space: ToySpace, dataset, tmp_path: Path) -> None:
+    """``finalists=2``: the two best distinct candidates train ``train.epochs`` with the run seed (as
+    ``retrain`` will) and the better of them is the result."""
+    train = TrainConfig(epochs=2, batch_size=4, valid_rates=(0.0,))
+    sink = ListSink()
+    ctx = SearchContext(space=space, dataset=dataset, train=train, device=torch.device("cpu"), seed=4,
+                        events=Events([sink]), run_dir=tmp_path)
+    result = RandomSearch(RandomConfig(trials=4, candidate_epochs=1, finalists=2)).search(ctx)
+    trials = sorted(result.extra["trials"], key=lambda t: -t["value"])
+    finalists = result.extra["finalists"]
+    assert [f["trial"] for f in finalists] == [t["trial"] for t in trials if t["arch"] in
+                                               [f["arch"] for f in finalists]][:2]
+    assert finalists[0]["arch"] == trials[0]["arch"] and len({str(f["arch"]) for f in finalists}) == 2
+    assert result.extra["finalist_epochs"] == 4 and len(of_type(sink, "finalist")) == 2
+    best = max(finalists, key=lambda f: f["final_value"])
+    assert result.arch == best["arch"] and result.best_value == best["final_value"]
+    again, = Evaluator(space, dataset, train, seed=4).score_all([CandidateRequest(best["arch"], 2, seed=4)])
+    assert again.value == best["final_value"]  # what retrain gives the chosen architecture

@@ -240,11 +240,45 @@ def search_result(space: SearchSpace, fixed: Mapping[str, Any], log: TrialLog, b
 
 class PopulationStrategy(Strategy):
     """A strategy whose search is :func:`run_trials` around its :meth:`proposer`; its ``Config`` has
-    ``candidate_epochs``, the epochs every candidate trains."""
+    ``candidate_epochs``, the epochs every candidate trains, and ``finalists`` (see
+    :func:`choose_finalist`)."""
 
     @abstractmethod
     def proposer(self, ctx: SearchContext) -> Proposer:
         """The algorithm for one search of ``ctx`` (its space, fixed labels, seed, run folder)."""
 
     def search(self, ctx: SearchContext) -> SearchResult:
-        return run_trials(self.proposer(ctx), ctx.evaluator, self.config.candidate_epochs)
+        result = run_trials(self.proposer(ctx), ctx.evaluator, self.config.candidate_epochs)
+        return choose_finalist(result, ctx, self.config.finalists) if self.config.finalists else result
+
+
+def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchResult:
+    """Train the ``k`` best distinct candidates of a search for the full ``train.epochs`` and keep the one
+    with the best validation value: a few epochs rank candidates roughly, so the result is chosen on
+    the training it will get. Each finalist trains with the run seed, as ``nasmerc retrain`` will
+    train the chosen one; ``finalist`` events and ``extra["finalists"]`` record them, and
+    ``extra["finalist_epochs"]`` what they cost."""
+    evaluator = ctx.evaluator
+    eligible = sorted((t for t in result.extra["trials"] if not t.get("pruned")), key=lambda t: t["trial"])
+    ranked = sorted(eligible, key=lambda t: -t["value"] if evaluator.higher_is_better else t["value"])
+    chosen: list[dict[str, Any]] = []
+    for trial in ranked:
+        if all(trial["arch"] != c["arch"] for c in chosen) and len(chosen) < k:
+            chosen.append(trial)
+    scores = evaluator.score_all([CandidateRequest(dict(t["arch"]), evaluator.train.epochs, evaluator.seed)
+                                  for t in chosen])
+    finalists, best = [], None
+    for trial, score in zip(chosen, scores):
+        record = {"trial": trial["trial"], "arch": trial["arch"], "value": trial["value"],
+                  "final_value": score.value, "metrics": score.metrics, "parameters": score.parameters}
+        finalists.append(record)
+        ctx.events.emit("finalist", **{k: v for k, v in record.items() if k != "metrics"}, metric=evaluator.metric)
+        if best is None or metrics.is_better(evaluator.metric, score.value, best["final_value"]):
+            best = record
+    if best is None:
+        raise NasmercError("the search evaluated no candidate: expected at least one trial")
+    return SearchResult(
+        arch=dict(best["arch"]), metric=result.metric, best_value=best["final_value"], best_epoch=best["trial"],
+        supernet_parameters=result.supernet_parameters, derived_parameters=best["parameters"],
+        extra={**result.extra, "valid": best["metrics"], "best_trial": best["trial"], "finalists": finalists,
+               "finalist_epochs": len(finalists) * evaluator.train.epochs}, summary=result.summary)
