@@ -408,7 +408,8 @@ class LiveDashboard:
 
 
 class PlainProgress:
-    """An event sink for logs and pipes: one plain line per run start, epoch, trial, generation and run end."""
+    """An event sink for logs and pipes: one plain line per run start, epoch, trial, generation, finalist
+    and run end."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
@@ -442,6 +443,9 @@ class PlainProgress:
             g = s.generations[-1]
             return (f"generation {g['generation']}/{g['generations'] or '-'}  best {_num(g['best'])}  "
                     f"mean {_num(g['mean'])}  diversity {_num(g['diversity'], 3)}")
+        if kind == "finalist":
+            return (f"finalist: trial {ev.get('trial')}  {s.metric} {_num(ev.get('value'))} after its short "
+                    f"training, {_num(ev.get('final_value'))} after the full one")
         if kind == "run_end":
             best = f"  best {s.metric} {_best(s.best, s.best_epoch)}" if s.best is not None else ""
             message = f"  {s.message}" if s.message else ""
