@@ -259,7 +259,7 @@ def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchR
     train the chosen one; ``finalist`` events and ``extra["finalists"]`` record them, and
     ``extra["finalist_epochs"]`` what they cost."""
     evaluator = ctx.evaluator
-    eligible = sorted((t for t in result.extra["trials"] if not t.get("pruned")), key=lambda t: t["trial"])
+    eligible = [t for t in result.extra["trials"] if not t.get("pruned")]  # in trial order: ties keep it
     ranked = sorted(eligible, key=lambda t: -t["value"] if evaluator.higher_is_better else t["value"])
     chosen: list[dict[str, Any]] = []
     for trial in ranked:
