@@ -240,8 +240,8 @@ def search_result(space: SearchSpace, fixed: Mapping[str, Any], log: TrialLog, b
 
 class PopulationStrategy(Strategy):
     """A strategy whose search is :func:`run_trials` around its :meth:`proposer`; its ``Config`` has
-    ``candidate_epochs``, the epochs every candidate trains, and ``finalists`` (see
-    :func:`choose_finalist`)."""
+    ``candidate_epochs``, the epochs every candidate trains, and may have ``finalists`` (see
+    :func:`choose_finalist`; none when absent)."""
 
     @abstractmethod
     def proposer(self, ctx: SearchContext) -> Proposer:
@@ -249,7 +249,8 @@ class PopulationStrategy(Strategy):
 
     def search(self, ctx: SearchContext) -> SearchResult:
         result = run_trials(self.proposer(ctx), ctx.evaluator, self.config.candidate_epochs)
-        return choose_finalist(result, ctx, self.config.finalists) if self.config.finalists else result
+        finalists = getattr(self.config, "finalists", 0)
+        return choose_finalist(result, ctx, finalists) if finalists else result
 
 
 def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchResult:
