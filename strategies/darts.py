@@ -30,7 +30,7 @@ from nasmerc.data.conversation import carve_validation
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_torch
 from nasmerc import checks
-from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules
+from nasmerc.nas.choices import OpChoice, choice_modules, softmax_inputs
 from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, derive_from_weights, require_fixed_values
@@ -74,12 +74,7 @@ def _softmax_mix(alpha: nn.Parameter):
         w = torch.softmax(alpha, dim=0)
         return sum(w[i] * cand(*args, **kwargs) for i, cand in enumerate(choice.candidates.values()))
 
-    def input_hook(choice: InputChoice, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        w = torch.softmax(alpha, dim=0)
-        out = sum(w[i] * x for i, x in enumerate(inputs))
-        return out * choice.n_chosen if choice.reduction == "sum" else out
-
-    return op_hook, input_hook
+    return op_hook, softmax_inputs(alpha)
 
 
 class ArchWeights(nn.Module):

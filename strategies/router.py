@@ -53,7 +53,7 @@ from nasmerc import checks
 from nasmerc.data.batch import iterate_batches
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_json, write_torch
-from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules, first_tensor, route
+from nasmerc.nas.choices import InputChoice, OpChoice, choice_modules, first_tensor, route, softmax_inputs
 from nasmerc.nas.specs import ChoiceSpec, OpSpec
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, require_fixed_values
@@ -127,7 +127,7 @@ class Routers(nn.Module):
             else:
                 self.beta[_key(label)] = nn.Parameter(init_scale * torch.randn(choice.n_candidates, generator=generator))
                 self.kinds[label] = "input"
-                choice.attach(self._input_hook(self.beta[_key(label)]))
+                choice.attach(softmax_inputs(self.beta[_key(label)]))
         if not self.kinds:
             raise NasmercError("the space has no op or input choice for the router strategy: "
                                "use the fixed strategy or a population strategy")
@@ -140,15 +140,6 @@ class Routers(nn.Module):
             if not choice.training:
                 self._count(label, w, first_tensor(args, kwargs), args[1:], kwargs)
             return out
-
-        return hook
-
-    @staticmethod
-    def _input_hook(beta: nn.Parameter):
-        def hook(choice: InputChoice, inputs: Sequence[Tensor]) -> Tensor:
-            w = torch.softmax(beta, dim=0)
-            out = sum(w[i] * x for i, x in enumerate(inputs))
-            return out * choice.n_chosen if choice.reduction == "sum" else out
 
         return hook
 

@@ -99,6 +99,18 @@ class InputChoice(nn.Module):
         return self._hook(self, inputs)
 
 
+def softmax_inputs(weights: torch.Tensor) -> Hook:
+    """A hook for an :class:`InputChoice`: its inputs mixed by ``softmax(weights)`` (one per input),
+    scaled by ``n_chosen`` for a ``sum`` reduction (DARTS' ``alpha``, the router's ``beta``)."""
+
+    def hook(choice: InputChoice, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        w = torch.softmax(weights, dim=0)
+        out = sum(w[i] * x for i, x in enumerate(inputs))
+        return out * choice.n_chosen if choice.reduction == "sum" else out
+
+    return hook
+
+
 def first_tensor(args: Sequence[Any], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
     """The first tensor among a call's arguments: what a router reads."""
     for value in list(args) + list(kwargs.values()):
