@@ -163,8 +163,10 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     """Every run recorded in ``path`` (none when it does not exist); a torn last line is skipped."""
     if not path.exists():
         return []
+    if not path.is_file():
+        raise NasmercError(f"bench: results {path}: expected a results file (JSON lines), found a folder")
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:

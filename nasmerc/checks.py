@@ -15,6 +15,8 @@ Each helper checks all the values it is given and reports the first bad one in t
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from nasmerc.errors import NasmercError
@@ -112,3 +114,22 @@ def window(where: str, **values: int) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < -1:
             _fail(where, key, value, "-1 (whole conversation) or an integer >= 0")
+
+
+def output_file(flag: str, path: str | os.PathLike) -> Path:
+    """An output file a flag names (``--plot``, ``--json``), checked before any work starts: a path that
+    is not a folder (nor a device or pipe: the file is replaced atomically), in a folder that exists
+    and is writable; no folder is made for it. Returns the path."""
+    text = os.fspath(path)
+    out = Path(text)
+    if not text or text.endswith(("/", os.sep)) or out.is_dir():
+        raise NasmercError(f"{flag} {text!r}: expected a file path, found {'a folder' if text else 'nothing'}")
+    if out.exists() and not out.is_file():
+        raise NasmercError(f"{flag} {text!r}: expected a regular file to write, found a device, pipe or socket")
+    parent = out.parent
+    if not parent.is_dir():
+        found = "a file" if parent.exists() else "no such folder"
+        raise NasmercError(f"{flag} {text!r}: expected an existing folder {str(parent)!r} to write in, found {found}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NasmercError(f"{flag} {text!r}: folder {str(parent)!r} is not writable")
+    return out

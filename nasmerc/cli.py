@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+from nasmerc.checks import output_file
 from nasmerc.errors import NasmercError
 from nasmerc.spec import RunSpec
 
@@ -38,6 +39,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     if args.extra:
         raise NasmercError(f"data: unexpected argument(s) {args.extra} (expected one dataset name)")
+    if args.json is not None:
+        output_file("--json", args.json)
     rates = None
     if args.oracle or args.rates is not None:
         rates = parse_rates(args.rates) if args.rates is not None else DEFAULT_RATES
@@ -47,7 +50,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     dataset = create_dataset(args.name, overrides)
     report = describe(dataset, rates, mask_seed=args.mask_seed)
     print(format_report(report))
-    if args.json:
+    if args.json is not None:
         write_json(args.json, report)
         print(f"\nwrote {args.json}")
     return 0
@@ -90,11 +93,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     shortcuts = [f"strategy.{key}={value}" for key, value in args.strategy_flags.items()]
     if args.nan_to_zero:
         shortcuts.append("data.nan_to_zero=true")
-    run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
-        args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config,
-        sets=[*args.set, *shortcuts],
-        fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers,
-        out=args.out, plugins=args.plugin, sinks=sinks))
+    if args.resume is not None:
+        from nasmerc.workflow import resume_search
+
+        _resume_alone(args, ("space", "strategy", "data", "preset", "config", "set", "plugin", "fix", "epochs",
+                             "seed", "device", "workers", "out", "nan_to_zero"), bool(shortcuts))
+        run_dir = _with_sinks(not args.no_dashboard, lambda sinks: resume_search(args.resume, sinks=sinks))
+    else:
+        run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
+            args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config,
+            sets=[*args.set, *shortcuts],
+            fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers,
+            out=args.out, plugins=args.plugin, sinks=sinks))
     summary = json.loads((run_dir / "search.json").read_text())
     print(f"search {summary['space']}/{summary['strategy']} on {summary['data']}: best valid {summary['metric']} "
           f"{summary['best_valid']:.4f} (epoch {summary['best_epoch']}), {summary['wall_seconds']:.0f}s; "
@@ -109,9 +119,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resume_alone(args: argparse.Namespace, options: Sequence[str], others: bool = False) -> None:
+    """``--resume`` takes the run's own record: refuse any other option that would change it."""
+    given = [name for name in options if getattr(args, name, None) not in (None, [], False)]
+    if given or others:
+        flag = f"--{given[0].replace('_', '-')}" if given else "a strategy flag"
+        raise NasmercError(f"--resume {args.resume}: {flag} cannot be given with --resume (the run's config.yaml "
+                           "holds its settings; start a new run to change them)")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from nasmerc.workflow import export
 
+    if args.out:
+        output_file("--out", args.out)
     path, arch = export(args.run, args.out)
     for label, choice in arch.items():
         print(f"  {label}: {choice}")
@@ -124,9 +145,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     from nasmerc.workflow import retrain
 
-    run_dir = _with_sinks(not args.no_dashboard, lambda sinks: retrain(
-        args.arch, epochs=args.epochs, out=args.out, device=args.device, seed=args.seed, sets=args.set,
-        plugins=args.plugin, sinks=sinks))
+    if args.resume is not None:
+        from nasmerc.workflow import resume_retrain
+
+        _resume_alone(args, ("arch", "epochs", "set", "plugin", "seed", "device", "out"))
+        run_dir = _with_sinks(not args.no_dashboard, lambda sinks: resume_retrain(args.resume, sinks=sinks))
+    elif args.arch is None:
+        raise NasmercError("retrain: expected an arch.yaml (or the run folder holding it), or --resume RUN")
+    else:
+        run_dir = _with_sinks(not args.no_dashboard, lambda sinks: retrain(
+            args.arch, epochs=args.epochs, out=args.out, device=args.device, seed=args.seed, sets=args.set,
+            plugins=args.plugin, sinks=sinks))
     m = json.loads((run_dir / "metrics.json").read_text())
     print(f"retrained {m['parameters']:,} parameters for {m['epochs']} epochs in {m['wall_seconds']:.0f}s: "
           f"best valid {m['metric']} {m['best_valid']:.4f} at epoch {m['best_epoch']}")
@@ -138,7 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from nasmerc.data.missing import DEFAULT_RATES, parse_rates
     from nasmerc.evaluate import evaluate_run, format_evaluation
 
-    rates = parse_rates(args.rates) if args.rates else DEFAULT_RATES
+    rates = parse_rates(args.rates) if args.rates is not None else DEFAULT_RATES
     report = evaluate_run(args.run, rates, device=args.device, mask_seed=args.mask_seed, plot=args.plot)
     print(format_evaluation(report))
     return 0
@@ -151,6 +180,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     runs = Path(args.runs)
     results = Path(args.results) if args.results else runs / bench.RESULTS_FILE
+    if args.plot is not None:
+        output_file("--plot", args.plot)
     if args.table:
         rows = bench.read_results(results)
         if not rows:
@@ -175,7 +206,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows = bench.run_grid(grid, runs, results)
     summaries = bench.summarise(rows)
     print(bench.format_table(summaries))
-    if args.plot:
+    if args.plot is not None:
         print(f"wrote {bench.plot_summaries(summaries, args.plot)}")
     return 0
 
@@ -261,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<time>-<space>-<strategy>)")
     p.add_argument("--no-dashboard", action="store_true", help="plain progress lines instead of the live view")
     p.add_argument("--nan-to-zero", action="store_true", help="zero NaN / inf features of a file instead of refusing it")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="go on with a search that did not finish (killed, interrupted, failed), as if it never stopped")
     add_strategy_flags(p)
     p.set_defaults(func=cmd_search)
 
@@ -270,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("retrain", help="train a found architecture from scratch")
-    p.add_argument("arch", help="an arch.yaml (or the run folder holding it)")
+    p.add_argument("arch", nargs="?", default=None, help="an arch.yaml (or the run folder holding it)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE")
     p.add_argument("--plugin", action="append", default=[], metavar="NAME", help="add a training plug-in")
@@ -278,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the arch file's)")
     p.add_argument("--out", default=None, metavar="DIR", help="default: retrain/ beside the arch file")
     p.add_argument("--no-dashboard", action="store_true")
+    p.add_argument("--resume", default=None, metavar="RUN", help="go on with a retrain run that did not finish")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("evaluate", help="evaluate a trained model at every missing rate (UME)")
@@ -313,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(exc: BaseException) -> str:
+    """How to go on with the run that was being written when the command was stopped (``nasmerc.runs``
+    puts it on the interruption)."""
+    command = getattr(exc, "resume", None)
+    return f"; resume with: {command}" if command else ""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's stop) delivered as an interruption: the run folder's event log ends with
     ``run_end: interrupted``, as on Ctrl-C, and the command exits 143."""
@@ -339,11 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NasmercError as exc:
         print(f"nasmerc: error: {exc}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("nasmerc: terminated", file=sys.stderr)
+    except Terminated as exc:
+        print("nasmerc: terminated" + _resume_hint(exc), file=sys.stderr)
         return 143
-    except KeyboardInterrupt:
-        print("nasmerc: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("nasmerc: interrupted" + _resume_hint(exc), file=sys.stderr)
         return 130
     finally:
         if main_thread:

@@ -38,6 +38,10 @@ def load_yaml(path: str) -> dict[str, Any]:
         raise NasmercError(f"config file {path!r} does not exist") from None
     except yaml.YAMLError as exc:
         raise NasmercError(f"config file {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise NasmercError(f"config file {path!r}: not UTF-8 text (expected a YAML mapping)") from None
+    except IsADirectoryError:
+        raise NasmercError(f"config file {path!r}: a folder (expected a YAML file)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

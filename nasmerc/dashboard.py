@@ -38,6 +38,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nasmerc.errors import NasmercError
+from nasmerc.runs import read_process, resume_command, run_status
 
 __all__ = ["DashboardState", "LiveDashboard", "PlainProgress", "follow", "make_sink", "render"]
 
@@ -46,7 +47,7 @@ SHOWN_LABELS = 16
 SHOWN_GENERATIONS = 6
 SHOWN_LOSS_TERMS = 4
 _STATUS_STYLE = {"waiting": "dim", "running": "bold yellow", "finished": "bold green",
-                 "failed": "bold red", "interrupted": "bold magenta"}
+                 "failed": "bold red", "interrupted": "bold magenta", "stopped": "bold red"}
 
 
 def _best(value: float | None, epoch: int | None) -> str:
@@ -207,6 +208,9 @@ class DashboardState:
         self.weights = {str(label): (dict(ws) if isinstance(ws, dict) else dict(enumerate(ws)))
                         for label, ws in weights.items()}
         self.weights_epoch = ev.get("epoch")
+
+    def _on_run_resume(self, ev: dict[str, Any]) -> None:
+        self.status, self.message, self.end_elapsed = "running", "", None
 
     def _on_checkpoint(self, ev: dict[str, Any]) -> None:
         self.checkpoint = {k: ev.get(k) for k in ("epoch", "path", "metric", "value")}
@@ -463,18 +467,31 @@ def make_sink(live: bool, console: Console | None = None) -> LiveDashboard | Pla
 
 
 def _read_new(fh: TextIO, pending: str) -> tuple[list[dict[str, Any]], str]:
-    """Events from the complete lines appended since the last call; a partial last line waits."""
+    """Events from the complete lines appended since the last call; a partial last line waits. ``fh``
+    decodes with ``errors="surrogateescape"``: a line with bytes that are not UTF-8 is skipped."""
     text = pending + fh.read()
     *lines, rest = text.split("\n")
     events = []
     for line in lines:
         try:
+            line.encode("utf-8")  # fails on the surrogates standing for undecodable bytes
             event = json.loads(line)
-        except json.JSONDecodeError:
+        except (UnicodeEncodeError, json.JSONDecodeError):
             continue  # a corrupt line, as read_events skips it
         if isinstance(event, dict):
             events.append(event)
     return events, rest
+
+
+def mark_stopped(state: DashboardState, run_dir: Path) -> None:
+    """``state`` of a run no process is writing: ``stopped``, with who wrote it last and how to go on."""
+    holder = read_process(run_dir) or {}
+    beat = holder.get("heartbeat")
+    ago = f", last heartbeat {_duration(time.time() - beat)} ago" if isinstance(beat, (int, float)) else ""
+    command = state.command if state.command in ("search", "retrain") else "search"
+    state.status = "stopped"
+    state.message = (f"no process is writing this run (it was process {holder.get('pid', '?')} on "
+                     f"{holder.get('host', '?')}{ago}); resume it with: {resume_command(run_dir, command)}")
 
 
 def follow(path: str | Path, console: Console | None = None, poll: float = 0.5, once: bool = False,
@@ -496,13 +513,20 @@ def follow(path: str | Path, console: Console | None = None, poll: float = 0.5, 
             console = Console(width=120)
     state, lock = DashboardState(), threading.Lock()
     deadline = None if timeout is None else time.monotonic() + timeout
-    with open(events_path, encoding="utf-8") as fh:
+    with open(events_path, encoding="utf-8", errors="surrogateescape") as fh:
         events, pending = _read_new(fh, "")
         for event in events:
             state.update(event)
 
+        run_dir = events_path.parent
+
         def waiting() -> bool:
+            if not state.ended and state.status != "waiting" and run_status(run_dir) == "stopped":
+                with lock:  # nothing holds the folder: killed, or the machine went away
+                    mark_stopped(state, run_dir)
             return not state.ended and (deadline is None or time.monotonic() < deadline)
+
+        still = waiting()
 
         def tail() -> None:
             nonlocal pending
@@ -512,7 +536,7 @@ def follow(path: str | Path, console: Console | None = None, poll: float = 0.5, 
                 for event in new:
                     state.update(event)
 
-        if once or not waiting():
+        if once or not still:
             console.print(render(state))
         elif console.is_terminal:
             def screen() -> RenderableType:

@@ -14,14 +14,16 @@ split is used.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from nasmerc import metrics
+from nasmerc import checks, metrics
 from nasmerc.data.learnable import LearnableOracle
-from nasmerc.data.missing import DEFAULT_RATES
+from nasmerc.data.missing import DEFAULT_RATES, check_rate
+from nasmerc.errors import NasmercError
 from nasmerc.io import write_json
 from nasmerc.report import table
 from nasmerc.runs import EVALUATION_FILE, find_model
@@ -43,18 +45,57 @@ def share_of_oracle(metric: str, model_values: Sequence[float], oracle_values: S
     return o / m if m else float("nan")
 
 
+def report_suffix(rates: Sequence[float], mask_seed: int) -> str:
+    """What names an evaluation other than the default one: ``""`` for the default sweep with masks
+    seeded 0, else ``rates-0-0.5`` and / or ``seed-3`` (a long list of rates by its count and a hash)."""
+    parts = []
+    if tuple(rates) != tuple(DEFAULT_RATES):
+        listed = "-".join(f"{r:g}" for r in rates)
+        parts.append(f"rates-{listed}" if len(listed) <= 60 else
+                     f"rates-{len(rates)}-{hashlib.sha1(listed.encode()).hexdigest()[:8]}")
+    if mask_seed:
+        parts.append(f"seed-{mask_seed}")
+    return "-".join(parts)
+
+
+def suffixed(path: str | Path, suffix: str) -> Path:
+    """``path`` with ``-suffix`` before its extension (``sweep.png`` -> ``sweep-rates-0.png``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{suffix}{path.suffix}") if suffix else path
+
+
 def evaluate_run(run: str, rates: Sequence[float] = DEFAULT_RATES, *, device: str = "cpu", mask_seed: int = 0,
                  plot: str | None = None) -> dict[str, Any]:
-    """Evaluate the run's ``model.pt`` at every rate; write ``evaluation.json`` beside it."""
+    """Evaluate the run's ``model.pt`` at every rate and write the report beside it.
+
+    The default sweep (``DEFAULT_RATES``, masks seeded 0) writes ``evaluation.json``. Other rates or
+    another mask seed write a file named by them, ``evaluation-rates-0.json`` or
+    ``evaluation-rates-0-0.5-seed-3.json`` (see :func:`report_suffix`), and the ``plot`` file takes the
+    same suffix (``sweep.png`` -> ``sweep-rates-0.png``): an evaluation never replaces a different
+    earlier one, only a repeat of itself. ``report["written"]`` and ``report["plot"]`` say where it
+    wrote. The rates, the mask seed and the output paths are checked before the model is loaded.
+    """
     from nasmerc.workflow import load_model
 
+    rates = [check_rate(r) + 0.0 for r in rates]  # + 0.0: -0.0 is 0.0
+    if not rates:
+        raise NasmercError("rates: expected at least one missing rate")
+    repeated = sorted({r for r in rates if rates.count(r) > 1})
+    if repeated:
+        raise NasmercError(f"rates {rates}: {repeated[0]} repeats (expected distinct rates)")
+    checks.at_least("evaluate", 0, mask_seed=mask_seed)
+    suffix = report_suffix(rates, mask_seed)
+    plot_path = None
+    if plot is not None:  # the path given, then the one written (the same folder)
+        checks.output_file("--plot", plot)
+        plot_path = checks.output_file("--plot", suffixed(plot, suffix))
     model_path = find_model(run)
+    out = checks.output_file("the evaluation report", suffixed(model_path.parent / EVALUATION_FILE, suffix))
     torch_device = resolve_device(device)
     model, dataset, spec, arch = load_model(model_path, torch_device)
     trainer = Trainer(model, dataset.signature, dataclasses.replace(spec.train, mask_seed=mask_seed),
                       device=torch_device, seed=spec.seed)
     test = dataset.split("test")
-    rates = [float(r) for r in rates]
     model_per_rate = {str(r): trainer.evaluate(test, r, mask_seed) for r in rates}
     report: dict[str, Any] = {
         "model": str(model_path), "space": spec.space, "arch": arch, "data": spec.data, "split": "test",
@@ -79,11 +120,10 @@ def evaluate_run(run: str, rates: Sequence[float] = DEFAULT_RATES, *, device: st
             key, model_values, [report["learnable_oracle_metrics"][str(r)][key] for r in rates])
     report["mean"] = {k: float(np.mean([model_per_rate[str(r)][k] for r in rates]))
                       for k in model_per_rate[str(rates[0])]}
-    out = model_path.parent / EVALUATION_FILE
     write_json(out, report)
     report["written"] = str(out)
-    if plot:
-        report["plot"] = str(plot_sweep(report, plot))
+    if plot_path is not None:
+        report["plot"] = str(plot_sweep(report, str(plot_path)))
     return report
 
 

@@ -20,6 +20,8 @@ Every event has a ``type`` and a wall-clock ``time`` (seconds since the epoch). 
   ``metric``;
 - ``generation``: one closed generation of evolution: ``generation``, ``generations``, ``best`` (of the
   hall of fame), ``mean``, ``diversity``, ``best_genome`` (the decoded best architecture);
+- ``run_resume``: a resumed run picks up here: ``command``, ``events`` (how many events of the run
+  were on file), ``pid``, ``host``;
 - ``run_end``: ``status`` (``finished`` / ``failed`` / ``interrupted``), ``best``, ``elapsed``,
   ``message``.
 
@@ -64,6 +66,10 @@ class JsonlSink:
         self._fh.write(json.dumps(_clean(event)) + "\n")
         self._fh.flush()
 
+    def offset(self) -> int:
+        """The file's length in bytes after the last event (where a resumed run cuts it)."""
+        return self._fh.tell()
+
     def close(self) -> None:
         self._fh.close()
 
@@ -79,18 +85,45 @@ class ListSink:
 
 
 class Events:
-    """Stamps events with their type and time and fans them out to every sink."""
+    """Stamps events with their type and time and fans them out to every sink.
 
-    def __init__(self, sinks: Iterable[EventSink] = ()) -> None:
+    Every emitted event has a ``position`` (1-based, counted from the run's ``run_start``). A resumed
+    run replays its work from the start and must not write again what the file already holds: events
+    at positions up to ``replay_until`` are dropped, and a trainer restoring a checkpoint moves
+    :attr:`position` to the checkpoint's with :meth:`skip_to`. Runs are deterministic, so a replay
+    emits the same events in the same order as the run it resumes. :meth:`mark` writes an event
+    outside that count (``run_resume``).
+    """
+
+    def __init__(self, sinks: Iterable[EventSink] = (), journal: "JsonlSink | None" = None) -> None:
         self.sinks: list[EventSink] = list(sinks)
+        self.journal = journal
+        """The sink writing the run's ``events.jsonl``, whose :meth:`JsonlSink.offset` checkpoints record."""
+        self.position = 0
+        self.replay_until = 0
 
     def add(self, sink: EventSink) -> None:
         self.sinks.append(sink)
 
     def emit(self, type: str, **fields: Any) -> None:
+        self.position += 1
+        if self.position <= self.replay_until:
+            return
+        self.mark(type, **fields)
+
+    def mark(self, type: str, **fields: Any) -> None:
+        """Emit without counting (see the class docstring)."""
         event = {"type": type, "time": time.time(), **fields}
         for sink in self.sinks:
             sink.emit(event)
+
+    def skip_to(self, position: int) -> None:
+        """The replay has reached ``position`` without emitting (a restored checkpoint)."""
+        self.position = position
+
+    def offset(self) -> int | None:
+        """Bytes of ``events.jsonl`` written so far (``None`` without a journal)."""
+        return self.journal.offset() if self.journal is not None else None
 
 
 class CallbackSink:
@@ -104,14 +137,18 @@ class CallbackSink:
 
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:
-    """All complete JSON lines of an events file (a partly written last line is skipped)."""
+    """All complete JSON lines of an events file that hold an event (a JSON object). A partly written
+    last line is skipped, and so is a line that is not UTF-8, not JSON or not an object (a corrupt or
+    hand-edited file): followers and resumes read what is intact."""
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
                 break
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                event = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
+            if isinstance(event, dict):
+                out.append(event)
     return out

@@ -97,7 +97,10 @@ class RunSpec:
             elif key in ("seed", "workers") and (isinstance(value, bool) or not isinstance(value, int)):
                 raise NasmercError(f"{where}: {key!r} must be an integer, found {value!r}")
             values[key] = value
-        return cls(**values)
+        try:
+            return cls(**values)
+        except NasmercError as exc:  # a range check of __post_init__ (seed, workers): name the file
+            raise NasmercError(f"{where}: {exc}") from None
 
     def with_(self, **changes: Any) -> "RunSpec":
         """A copy with ``changes``."""
@@ -110,5 +113,5 @@ def signature_of(value: Any, where: str) -> DataSignature:
         raise NasmercError(f"{where}: 'signature' must be a mapping, found {type(value).__name__}")
     try:
         return DataSignature.from_dict(value)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise NasmercError(f"{where}: 'signature' is not a data signature ({exc})") from None
+    except NasmercError as exc:  # from_dict names the field
+        raise NasmercError(f"{where}: 'signature': {exc}") from None

@@ -28,10 +28,11 @@ from nasmerc.io import write_json, write_torch
 from nasmerc.nas.choices import named_arch
 from nasmerc.nas.evaluator import Evaluator
 from nasmerc.nas.space import SearchSpace
-from nasmerc.nas.strategy import SearchContext, require_something_to_search
+from nasmerc.nas.strategy import SearchContext, Strategy, require_something_to_search
 from nasmerc.outputs import count_parameters
 from nasmerc.registry import create_dataset, get_search_space, get_strategy
-from nasmerc.runs import ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, open_run, read_yaml
+from nasmerc.runs import (ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, open_run,
+                          read_process, read_yaml, run_status)
 from nasmerc.spec import RunSpec
 from nasmerc.train.plugins import make_plugins
 from nasmerc.train.trainer import TrainConfig, resolve_device
@@ -115,7 +116,7 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     data_overrides = {**spec.data_overrides, **sections.data}
     fixed = {**spec.fixed, **parse_fixes(fixes)}
     train_cfg = train_config(spec.train, sections.train, plugins, epochs)
-    torch_device = resolve_device(spec.device)
+    resolve_device(spec.device)
     dataset = create_dataset(spec.data, data_overrides)
     same_space = spec.space == base.space  # a config file's space settings belong to its own space
     space_obj = get_search_space(spec.space).from_preset(dataset.signature, spec.preset,
@@ -126,24 +127,74 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     same_strategy = strategy_name == spec.strategy
     strategy_obj = strategy_cls.from_overrides({**(spec.strategy_config if same_strategy else {}),
                                                 **sections.strategy})
-    make_plugins(train_cfg.plugins, train_cfg.plugin_options, dataset.signature)
-    space_obj.check_fixed(fixed)
-    require_something_to_search(strategy_obj, space_obj, fixed)
-    strategy_obj.check(space_obj, fixed)
     spec = spec.with_(space_config=space_obj.config_dict(), data_overrides=data_overrides,
                       signature=dataset.signature, train=train_cfg, strategy=strategy_name,
                       strategy_config=strategy_obj.config_dict(), fixed=fixed)
+    check_search(spec, dataset, space_obj, strategy_obj)
+    return run_search(spec, dataset, space_obj, strategy_obj, out, sinks)
 
-    with open_run(out, f"{spec.space}-{strategy_name}", "search", spec, sinks, n_batches=n_batches(dataset, train_cfg),
-                  extra_config={"data_config": dataset.config}) as run:
-        ctx = SearchContext(space_obj, dataset, train_cfg, torch_device, spec.seed, run.events, run.path, fixed,
-                            spec.workers)
+
+def check_search(spec: RunSpec, dataset: ConversationDataset, space_obj: SearchSpace, strategy_obj: Strategy) -> None:
+    """Everything a search checks before its run folder is touched."""
+    make_plugins(spec.train.plugins, spec.train.plugin_options, dataset.signature)
+    space_obj.check_fixed(spec.fixed)
+    require_something_to_search(strategy_obj, space_obj, spec.fixed)
+    strategy_obj.check(space_obj, spec.fixed)
+
+
+def resume_search(run: str, *, sinks: Sequence[EventSink] = ()) -> Path:
+    """Go on with the search of run folder ``run`` that did not finish (``nasmerc search --resume``):
+    its record is read back from ``config.yaml`` and the search replayed (``nasmerc.runs``)."""
+    run_dir, config = _resumable(run, "search")
+    spec = RunSpec.from_dict(config, str(run_dir / CONFIG_FILE), require=("space", "strategy", "data", "signature"),
+                             others=CONFIG_OTHERS)
+    dataset = load_data(spec, what=str(run_dir / CONFIG_FILE))
+    space_obj = space_of(spec, dataset.signature)
+    strategy_obj = get_strategy(spec.strategy).from_overrides(spec.strategy_config)
+    check_search(spec, dataset, space_obj, strategy_obj)
+    strategy_obj.check_resume(run_dir)
+    return run_search(spec, dataset, space_obj, strategy_obj, str(run_dir), sinks, resume=True)
+
+
+def _resumable(run: str, command: str) -> tuple[Path, dict[str, Any]]:
+    """The folder and ``config.yaml`` of a run of ``command`` that can be resumed, or a one-line refusal."""
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise NasmercError(f"--resume {run}: no such run folder")
+    config = read_yaml(run_dir / CONFIG_FILE, "the config.yaml of a nasmerc run folder")
+    if config.get("command") != command:
+        raise NasmercError(f"--resume {run}: a {config.get('command')!r} run, not a {command!r} run "
+                           f"(resume it with nasmerc {config.get('command')} --resume)")
+    status = run_status(run_dir)
+    if status == "finished":
+        raise NasmercError(f"--resume {run}: the run finished; there is nothing to resume")
+    if status == "running":
+        holder = read_process(run_dir) or {}
+        raise NasmercError(f"--resume {run}: in use by process {holder.get('pid', '?')} on {holder.get('host', '?')}; "
+                           "it is still running")
+    return run_dir, config
+
+
+def run_search(spec: RunSpec, dataset: ConversationDataset, space_obj: SearchSpace, strategy_obj: Strategy,
+               out: str | None, sinks: Sequence[EventSink], resume: bool = False) -> Path:
+    """The search of a checked record, in a new run folder or resumed in ``out``."""
+    strategy_name = spec.strategy
+    torch_device = resolve_device(spec.device)
+    with open_run(out, f"{spec.space}-{strategy_name}", "search", spec, sinks, n_batches=n_batches(dataset, spec.train),
+                  extra_config={"data_config": dataset.config}, resume=resume) as run:
+
+        def best_so_far(arch: dict[str, Any], numbers: dict[str, Any]) -> None:
+            ArchFile(spec, arch, {**numbers, "partial": True}).write(run.path / ARCH_FILE)
+
+        ctx = SearchContext(space_obj, dataset, spec.train, torch_device, spec.seed, run.events, run.path, spec.fixed,
+                            spec.workers, resuming=resume, best_so_far=best_so_far)
         result = strategy_obj.search(ctx)
         numbers = {"metric": result.metric, "best_valid": result.best_value, "best_epoch": result.best_epoch,
                    "wall_seconds": run.elapsed}
         summary = {"space": spec.space, "strategy": strategy_name, "data": spec.data, **numbers,
                    "supernet_parameters": result.supernet_parameters, "derived_parameters": result.derived_parameters,
-                   "arch": result.arch, "arch_named": named_arch(space_obj.choices(fixed), result.arch), **result.extra}
+                   "arch": result.arch, "arch_named": named_arch(space_obj.choices(spec.fixed), result.arch),
+                   **result.extra}
         arch_file = ArchFile(spec, result.arch, {**numbers, "derived_parameters": result.derived_parameters,
                                                  **result.summary})
         if result.model is not None:
@@ -198,18 +249,34 @@ def retrain(arch_path: str, *, epochs: int | None = None, out: str | None = None
                            "(the space and data are fixed by the arch file)")
     spec = af.spec.with_(train=train_config(af.spec.train, sections.train, plugins, epochs),
                          **{k: v for k, v in (("seed", seed), ("device", device)) if v is not None})
-    dataset = load_data(spec, what=str(arch_path))
+    arch_dir = Path(arch_path) if Path(arch_path).is_dir() else Path(arch_path).parent
+    return run_retrain(spec, af.arch, str(arch_path), out if out is not None else str(arch_dir / "retrain"), sinks)
+
+
+def resume_retrain(run: str, *, sinks: Sequence[EventSink] = ()) -> Path:
+    """Go on with the training of retrain run folder ``run`` that did not finish (``nasmerc retrain --resume``)."""
+    run_dir, config = _resumable(run, "retrain")
+    spec = RunSpec.from_dict(config, str(run_dir / CONFIG_FILE), require=("space", "data", "signature"),
+                             others=CONFIG_OTHERS)
+    arch = config.get("arch")
+    if not isinstance(arch, dict):
+        raise NasmercError(f"{run_dir / CONFIG_FILE}: 'arch' must be a mapping of choice label to choice")
+    return run_retrain(spec, arch, str(config.get("arch_file", "")), str(run_dir), sinks, resume=True)
+
+
+def run_retrain(spec: RunSpec, arch: dict[str, Any], arch_file: str, out: str, sinks: Sequence[EventSink],
+                resume: bool = False) -> Path:
+    """The training of a checked record's ``arch``, in a new run folder or resumed in ``out``."""
+    dataset = load_data(spec, what=arch_file)
     torch_device = resolve_device(spec.device)
     make_plugins(spec.train.plugins, spec.train.plugin_options, dataset.signature)
     evaluator = Evaluator(space_of(spec, dataset.signature), dataset, spec.train, device=torch_device, seed=spec.seed)
-    model = evaluator.build(af.arch)
-    arch_dir = Path(arch_path) if Path(arch_path).is_dir() else Path(arch_path).parent
-    with open_run(out if out is not None else str(arch_dir / "retrain"), f"{spec.space}-retrain", "retrain", spec,
-                  sinks, n_batches=n_batches(dataset, spec.train),
-                  extra_config={"arch_file": str(arch_path), "arch": af.arch}) as run:
-        evaluator.events = run.events
+    model = evaluator.build(arch)
+    with open_run(out, f"{spec.space}-retrain", "retrain", spec, sinks, n_batches=n_batches(dataset, spec.train),
+                  extra_config={"arch_file": arch_file, "arch": arch}, resume=resume) as run:
+        evaluator.events, evaluator.run_dir = run.events, run.path
         fit = evaluator.fit(model)
-        save_model(run.path, model, spec, af.arch, {
+        save_model(run.path, model, spec, arch, {
             "metric": evaluator.metric, "best_valid": fit.best_value, "best_epoch": fit.best_epoch,
             "valid": fit.best_metrics, "wall_seconds": fit.seconds})
         run.finish(fit.best_value, f"model written to {run.path / MODEL_FILE}")
@@ -219,19 +286,30 @@ def retrain(arch_path: str, *, epochs: int | None = None, out: str | None = None
 def load_model(model_path: Path, device: torch.device) -> tuple[torch.nn.Module, ConversationDataset, RunSpec,
                                                                  dict[str, Any]]:
     """Rebuild a trained model from ``model.pt`` (``weights_only=True``): the model on ``device``, its
-    data, its run record and its architecture."""
-    try:
-        ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file: name it, do not unpickle anything else
-        raise NasmercError(f"{model_path}: not a nasmerc model file ({type(exc).__name__})") from None
+    data, its run record and its architecture. A state that does not fit the architecture (a missing,
+    extra or differently shaped tensor) is refused naming the first such key."""
+    from nasmerc.io import read_torch
+
+    ckpt = read_torch(model_path, "a nasmerc model file (model.pt written by nasmerc retrain)")
     if not isinstance(ckpt, dict):
         raise NasmercError(f"{model_path}: not a nasmerc model file (expected a mapping)")
     for key in ("state_dict", "arch", "space", "signature", "data"):
         if key not in ckpt:
             raise NasmercError(f"{model_path}: missing {key!r} (expected a model.pt written by nasmerc retrain)")
+    for key, kind in (("state_dict", dict), ("arch", dict)):
+        if not isinstance(ckpt[key], kind):
+            raise NasmercError(f"{model_path}: {key!r} is a {type(ckpt[key]).__name__}, expected a mapping")
     spec = RunSpec.from_dict({k: v for k, v in ckpt.items() if k not in ("state_dict", "arch")}, str(model_path))
     dataset = load_data(spec, what=str(model_path))
     model = space_of(spec, dataset.signature).build(ckpt["arch"])
-    model.load_state_dict(ckpt["state_dict"])
+    want, found = model.state_dict(), ckpt["state_dict"]
+    for key in [*want, *(k for k in found if k not in want)]:
+        value = found.get(key)
+        if key not in found or key not in want or not isinstance(value, torch.Tensor) or value.shape != want[key].shape:
+            shape = lambda t: "no such key" if t is None else (  # noqa: E731
+                f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__)
+            raise NasmercError(f"{model_path}: state_dict key {key!r}: expected {shape(want.get(key))}, "
+                               f"found {shape(value)} (the weights do not fit the architecture)")
+    model.load_state_dict(found)
     model.to(device)
     return model, dataset, spec, dict(ckpt["arch"])

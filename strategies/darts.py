@@ -17,9 +17,10 @@ export`` reads again). The softmax weights are emitted as ``choice_weights`` eve
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 from nasmerc.data.batch import Batch, iterate_batches
 from nasmerc.data.conversation import carve_validation
 from nasmerc.errors import NasmercError
-from nasmerc.io import write_torch
+from nasmerc.io import read_torch, write_torch
 from nasmerc import checks
 from nasmerc.nas.choices import OpChoice, choice_modules, softmax_inputs
 from nasmerc.nas.specs import ChoiceSpec
@@ -121,16 +122,41 @@ def derive(alpha: Mapping[str, torch.Tensor], specs: Sequence[ChoiceSpec], fixed
     return derive_from_weights(specs, weights, fixed, inactive, ALPHA_FILE)
 
 
-def _cycle(convs, signature, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
-    while True:
-        for _, batch in iterate_batches(convs, signature, batch_size, True, rng):
-            yield batch
+class BatchCycle:
+    """Shuffled batches of ``convs``, pass after pass, forever; :meth:`state_dict` is where it stands
+    (the generator's state at the start of the current pass and the batches taken in it)."""
+
+    def __init__(self, convs: Sequence[Any], signature: Any, batch_size: int, rng: np.random.Generator) -> None:
+        self.convs, self.signature, self.batch_size, self.rng = convs, signature, batch_size, rng
+        self._start_pass()
+
+    def _start_pass(self) -> None:
+        self.pass_state = copy.deepcopy(self.rng.bit_generator.state)
+        self.taken = 0
+        self._batches = iterate_batches(self.convs, self.signature, self.batch_size, True, self.rng)
+
+    def __next__(self) -> Batch:
+        for _ in range(2):
+            for _, batch in self._batches:
+                self.taken += 1
+                return batch
+            self._start_pass()
+        raise NasmercError("strategy 'darts': no conversation to take architecture steps on")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.pass_state, "taken": self.taken}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self._start_pass()
+        for _ in range(int(state["taken"])):
+            next(self)
 
 
 class DartsHook(TrainHook):
     """Takes an architecture step before every weight step and reports the weights every epoch."""
 
-    def __init__(self, arch: ArchWeights, arch_batches: Iterator[Batch], config: DartsConfig) -> None:
+    def __init__(self, arch: ArchWeights, arch_batches: BatchCycle, config: DartsConfig) -> None:
         self.arch = arch
         self.batches = arch_batches
         self.config = config
@@ -195,6 +221,16 @@ class DartsHook(TrainHook):
         self.history.append(weights)
         trainer.events.emit("choice_weights", epoch=epoch + 1, weights=weights)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"alpha": self.arch.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "batches": self.batches.state_dict(), "history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.arch.load_state_dict(state["alpha"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batches.load_state_dict(state["batches"])
+        self.history = list(state["history"])
+
 
 class Darts(Strategy):
     """Differentiable search over every op and input choice of a space (see module docstring)."""
@@ -213,7 +249,7 @@ class Darts(Strategy):
         arch = ArchWeights(supernet, cfg.init_scale, generator).to(evaluator.device)
         sig = ctx.dataset.signature
         weight_part, arch_part = carve_validation(ctx.dataset.split("train"), cfg.arch_fraction, ctx.seed)
-        hook = DartsHook(arch, _cycle(arch_part, sig, ctx.train.batch_size, np.random.default_rng(ctx.seed + 1)), cfg)
+        hook = DartsHook(arch, BatchCycle(arch_part, sig, ctx.train.batch_size, np.random.default_rng(ctx.seed + 1)), cfg)
         alpha_path = Path(ctx.run_dir) / ALPHA_FILE
 
         def on_best(epoch: int, value: float) -> None:
@@ -238,4 +274,11 @@ class Darts(Strategy):
         if not path.exists():
             raise NasmercError(f"{path}: no architecture weights in this run folder (expected {ALPHA_FILE} "
                                "written by a DARTS search)")
-        return derive(torch.load(path, weights_only=True), space.choices(fixed), fixed, space.inactive(fixed))
+        what = "the architecture weights of a DARTS search"
+        alpha = read_torch(path, what)
+        if not isinstance(alpha, Mapping) or not all(isinstance(v, torch.Tensor) for v in alpha.values()):
+            raise NasmercError(f"{path}: not {what} (expected a mapping of choice label to tensor)")
+        bad = next((label for label, v in alpha.items() if not torch.isfinite(v.float()).all()), None)
+        if bad is not None:
+            raise NasmercError(f"{path}: choice {bad!r} has NaN or inf weights (expected finite architecture weights)")
+        return derive(alpha, space.choices(fixed), fixed, space.inactive(fixed))

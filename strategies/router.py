@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -214,6 +215,8 @@ class RouterHook(TrainHook):
         self.routers = routers
         self.optimizer = torch.optim.AdamW(routers.router_parameters(), lr=lr, weight_decay=weight_decay)
         self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {}
+        """The routers, shares and input weights of the best validation epoch so far."""
 
     def step(self, grad_clip: float) -> None:
         """One router step if the last backward pass left gradients; then clear them."""
@@ -240,6 +243,15 @@ class RouterHook(TrainHook):
         trainer.events.emit("choice_weights", epoch=epoch + 1, weights={**shares, **record["input_weights"]})
         self.step(trainer.config.grad_clip)  # the epoch's last batch, after its validation
         self.routers.reset_counts()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"routers": self.routers.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "history": self.history, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.routers.load_state_dict(state["routers"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history, self.best = list(state["history"]), dict(state["best"])
 
 
 def derive(shares: Mapping[str, Mapping[str, float]], input_weights: Mapping[str, Mapping[str, float]],
@@ -301,22 +313,25 @@ class Router(Strategy):
         weights = [p for p in supernet.parameters() if p.requires_grad]
         hook = RouterHook(routers, cfg.router_lr, cfg.router_weight_decay)
         path = Path(ctx.run_dir) / ROUTERS_FILE
-        best: dict[str, Any] = {}
 
         def on_best(epoch: int, value: float) -> None:
             # Called after the epoch's validation pass, before the hook's after_epoch: the counts and
-            # routers are exactly those that were validated.
-            best.update(state=copy.deepcopy(routers.state_dict()), shares=routers.shares(),
-                        input_weights=routers.input_weights())
+            # routers are exactly those that were validated. router.json is written at once, so an
+            # interrupted search can be exported.
+            hook.best.update(state=copy.deepcopy(routers.state_dict()), shares=routers.shares(),
+                             input_weights=routers.input_weights())
             write_torch(path, {k: v.detach().cpu() for k, v in routers.state_dict().items()})
+            write_json(Path(ctx.run_dir) / WEIGHTS_FILE, {"leading_shares": hook.best["shares"],
+                                                          "input_weights": hook.best["input_weights"],
+                                                          "router_in_dims": in_dims})
             ctx.events.emit("checkpoint", epoch=epoch, path=ROUTERS_FILE, metric=evaluator.metric, value=value)
 
         fit = evaluator.fit(supernet, hooks=[hook], on_best=on_best, parameters=weights)
+        best = hook.best  # on resume, as the checkpoint had it
         if not best:
             raise NasmercError("strategy 'router': no validation epoch finished, so there is no architecture")
         routers.load_state_dict(best["state"])
         record = {"leading_shares": best["shares"], "input_weights": best["input_weights"], "router_in_dims": in_dims}
-        write_json(Path(ctx.run_dir) / WEIGHTS_FILE, record)
         found = self.derive(ctx.space, ctx.run_dir, ctx.fixed)
         _, kept = derive(best["shares"], best["input_weights"], ctx.space.choices(ctx.fixed), ctx.fixed,
                          cfg.prune_below, ctx.space.inactive(ctx.fixed))
@@ -339,8 +354,27 @@ class Router(Strategy):
         path = Path(run_dir) / WEIGHTS_FILE
         if not path.exists():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        what = "the router shares of a router search: JSON with leading_shares, input_weights, router_in_dims"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise NasmercError(f"{path}: not {what} ({str(exc).splitlines()[0]})") from None
+        tables = {"leading_shares": data.get("leading_shares") if isinstance(data, dict) else None,
+                  "input_weights": data.get("input_weights", {}) if isinstance(data, dict) else None}
+        for key, table in tables.items():
+            if not isinstance(table, dict) or not all(
+                    isinstance(w, dict) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                and math.isfinite(x) for x in w.values()) for w in table.values()):
+                raise NasmercError(f"{path}: {key!r}: expected a mapping of choice label to {{candidate: finite "
+                                   f"number}} ({what})")
         routed = self.config.export == "routed"
+        dims = data.get("router_in_dims") if routed else {}
+        if not isinstance(dims, dict) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                                 for d in dims.values()):
+            raise NasmercError(f"{path}: 'router_in_dims': expected a mapping of choice label to a width >= 1 ({what})")
+        missing = [label for label in data["leading_shares"] if routed and label not in dims]
+        if missing:
+            raise NasmercError(f"{path}: 'router_in_dims' has no width for choice {missing[0]!r} ({what})")
         arch, _ = derive(data["leading_shares"], data.get("input_weights", {}), space.choices(fixed), fixed,
                          float(self.config.prune_below), space.inactive(fixed),
                          data["router_in_dims"] if routed else None)

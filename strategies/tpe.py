@@ -31,9 +31,17 @@ can be inspected with Optuna's own tools (``optuna-dashboard sqlite:///runs/<run
 ``journal`` keeps it in Optuna's journal file ``optuna.journal`` in the run folder (no database
 needed; ``optuna-dashboard runs/<run>/optuna.journal``), ``journal:PATH`` in a journal file elsewhere;
 otherwise any Optuna database URL (``sqlite:///...``, ``postgresql://...``), opened by Optuna as
-given. The study is named ``nasmerc``; a storage that already holds a study of that name is refused
+given. A password in the URL is never written or printed: ``config.yaml`` and every message carry
+the URL with ``***`` in its place, and a URL read back with ``***`` (``--config``, ``--resume``)
+takes the password from the environment variable ``NASMERC_STORAGE_PASSWORD`` (PostgreSQL's own
+``PGPASSWORD`` and ``~/.pgpass`` work with a URL that names no password). The study is named ``nasmerc``; a storage that already holds a study of that name is refused
 (Optuna's ``DuplicatedStudyError``). The sampler is seeded with the run's seed; trial ``i`` trains with
 seed ``seed + i``. Optuna's log level is lowered to warnings for the search and restored after.
+
+Resume (``--resume``): a study in the run folder is derived state, made again by replaying the
+trials from ``candidates.jsonl`` (``nasmerc.nas.evaluator``): the old ``optuna.db`` / journal is
+removed first, so a trial left RUNNING by a kill is simply asked again. A study on an outside storage
+is not resumed this way (its trials belong to the storage): such a resume is refused.
 
 With ``--workers N`` the proposer asks ``N`` trials at a time and the evaluator trains them in
 parallel; each is told its every epoch's value at the end, and pruning (which must stop a training
@@ -45,6 +53,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import os
 
 import optuna
 
@@ -63,6 +73,8 @@ STUDY_NAME = "nasmerc"
 PARETO_FILE = "pareto.json"
 OBJECTIVES = ("metric", "params")
 PRUNERS = ("median", "none")
+MASK = "***"
+PASSWORD_VARIABLE = "NASMERC_STORAGE_PASSWORD"
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
@@ -167,11 +179,48 @@ def open_storage(cfg: TPEConfig, run_dir: Path) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-    url = cfg.storage or f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
+    url = unmasked(cfg.storage) if cfg.storage else f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # a bad URL, a missing driver, an unreachable server
-        raise NasmercError(f"strategy 'tpe': storage {study_ref(cfg)!r}: {str(exc).splitlines()[0]}") from None
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NasmercError(f"strategy 'tpe': storage {study_ref(cfg)!r}: {hide(message, url)}") from None
+
+
+def _url(storage: str) -> Any | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(storage)
+    except Exception:
+        return None
+
+
+def masked(storage: str) -> str:
+    """``storage`` with the password of a database URL replaced by ``***`` (journal paths as given)."""
+    url = _url(storage) if "://" in storage else None
+    if url is None or not url.password:
+        return storage
+    return url.render_as_string(hide_password=True)
+
+
+def unmasked(storage: str) -> str:
+    """``storage`` with a ``***`` password taken from ``NASMERC_STORAGE_PASSWORD``."""
+    url = _url(storage) if "://" in storage else None
+    if url is None or url.password != MASK:
+        return storage
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if not password:
+        raise NasmercError(f"strategy 'tpe': storage {storage!r}: its password is not kept in run files; set "
+                           f"{PASSWORD_VARIABLE} (or use PGPASSWORD / ~/.pgpass with a URL without one)")
+    return url.set(password=password).render_as_string(hide_password=False)
+
+
+def hide(message: str, url: str) -> str:
+    """``message`` with the password of ``url`` (if any) replaced by ``***``."""
+    parsed = _url(url) if "://" in url else None
+    password = parsed.password if parsed is not None else None
+    return message.replace(str(password), MASK) if password else message
 
 
 def study_ref(cfg: TPEConfig) -> str:
@@ -182,12 +231,8 @@ def study_ref(cfg: TPEConfig) -> str:
         return JOURNAL_FILE
     if cfg.storage.startswith("journal:"):
         return cfg.storage[len("journal:"):]
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(cfg.storage).render_as_string(hide_password=True)
-    except Exception:
-        return "<a database URL>"
+    url = _url(cfg.storage)
+    return url.render_as_string(hide_password=True) if url is not None else "<a database URL>"
 
 
 def duplicate_study(cfg: TPEConfig) -> str:
@@ -207,6 +252,8 @@ class TPEProposer(Proposer):
         self.left = cfg.trials
         self._verbosity = optuna.logging.get_verbosity()  # restored by close()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if ctx.resuming and cfg.storage in ("", "journal"):  # made again by the replay (module docstring)
+            (Path(ctx.run_dir) / (STUDY_FILE if not cfg.storage else JOURNAL_FILE)).unlink(missing_ok=True)
         self.storage = open_storage(cfg, Path(ctx.run_dir))
         direction = "maximize" if self.higher else "minimize"
         pruner = make_pruner(cfg.pruner, cfg.startup_trials) if not cfg.multi else optuna.pruners.NopPruner()
@@ -320,3 +367,14 @@ class TPE(PopulationStrategy):
 
     def proposer(self, ctx: SearchContext) -> Proposer:
         return TPEProposer(ctx, self.config)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as run files keep it: a storage password masked (module docstring)."""
+        return {**super().config_dict(), "storage": masked(self.config.storage)}
+
+    def check_resume(self, run_dir: Path) -> None:
+        cfg: TPEConfig = self.config
+        if cfg.storage and cfg.storage != "journal":
+            raise NasmercError(f"--resume {run_dir}: its study is on the outside storage {study_ref(cfg)!r}, whose "
+                               "trials stay there; resume covers a study in the run folder (inspect that one with "
+                               "optuna, or search again)")

@@ -87,7 +87,7 @@ def test_search_retrain_evaluate(installed, space: str, strategy: str, extra: li
             t["value"] for t in summary["trials"])
     assert main(["retrain", str(out / "arch.yaml"), "--epochs", "1", "--no-dashboard"]) == 0
     assert main(["evaluate", str(out / "retrain"), "--rates", "0,0.5"]) == 0
-    assert json.loads((out / "retrain" / "evaluation.json").read_text())["space"] == space
+    assert json.loads((out / "retrain" / "evaluation-rates-0-0.5.json").read_text())["space"] == space
 
 
 def test_a_bad_config_of_the_new_space_is_refused(installed, tmp_path: Path, capsys) -> None:

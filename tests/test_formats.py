@@ -228,6 +228,7 @@ def test_convert_round_trip(tmp_path, which):
         path, _ = write_gcnet(tmp_path)
         spec, extra = f"gcnet:iemocap6:{path}", GCNET_SET
     before = load_spec(spec, extra)
+    (tmp_path / "out").mkdir()  # convert writes into an existing folder only
     out = convert(spec, tmp_path / "out" / "data.npz", extra)
     assert not [p for p in out.parent.iterdir() if p.name != "data.npz"]  # no temporary left behind
     for name in (str(out), f"plain:{out}"):

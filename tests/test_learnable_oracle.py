@@ -188,7 +188,7 @@ def test_evaluate_reports_the_learnable_ceiling(tmp_path: Path, capsys) -> None:
     assert main(["evaluate", str(out), "--rates", "0,0.5"]) == 0
     text = capsys.readouterr().out
     assert "learnable waf" in text and "share of the learnable ceiling" in text and "share of the oracle" in text
-    report = json.loads((out / "evaluation.json").read_text())
+    report = json.loads((out / "evaluation-rates-0-0.5.json").read_text())
     assert set(report["learnable_oracle_metrics"]) == {"0.0", "0.5"} and "waf" in report["learnable_oracle_auilc"]
     mean_model = sum(report["model_metrics"][r]["waf"] for r in ("0.0", "0.5")) / 2
     mean_learnable = sum(report["learnable_oracle_metrics"][r]["waf"] for r in ("0.0", "0.5")) / 2

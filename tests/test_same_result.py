@@ -52,7 +52,7 @@ def outcome(tmp_path: Path, pair: str) -> dict:
         assert main(["retrain", str(out / "arch.yaml"), "--epochs", "1", "--no-dashboard"]) == 0
         model_dir = out / "retrain"
     assert main(["evaluate", str(model_dir), "--rates", "0,0.5"]) == 0
-    evaluation = json.loads((model_dir / "evaluation.json").read_text())
+    evaluation = json.loads((model_dir / "evaluation-rates-0-0.5.json").read_text())
     evaluation.pop("model")
     return {"arch_yaml": {k: arch[k] for k in ARCH_KEYS}, "best_valid": search["best_valid"],
             "best_epoch": search["best_epoch"], "evaluation": evaluation}

@@ -112,6 +112,8 @@ def test_export_derives_the_same_architecture(run: Path, tmp_path: Path, capsys)
     assert after.arch == before.arch and after.search == before.search and after.signature == before.signature
     kept = (run / "arch.yaml").read_bytes()
     other = tmp_path / "sub" / "other.yaml"
+    assert main(["export", str(run), "--out", str(other)]) == 2  # no folder tree is made on the way
+    other.parent.mkdir()
     assert main(["export", str(run), "--out", str(other)]) == 0
     assert ArchFile.read(other).arch == before.arch
     assert (run / "arch.yaml").read_bytes() == kept
@@ -142,7 +144,7 @@ def test_evaluate_writes_report_and_plot(retrained: Path, tmp_path: Path, capsys
     assert main(["evaluate", str(retrained.parent), "--rates", "0,0.5", "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     assert "unified-model evaluation" in out and "share of the oracle" in out
-    report = json.loads((retrained / "evaluation.json").read_text())
+    report = json.loads((retrained / "evaluation-rates-0-0.5.json").read_text())  # not the default sweep
     assert report["rates"] == [0.0, 0.5] and report["split"] == "test"
     assert set(report["model_metrics"]) == {"0.0", "0.5"} == set(report["oracle_metrics"])
     assert set(report["context_free_oracle_metrics"]) == {"0.0", "0.5"}
@@ -152,7 +154,7 @@ def test_evaluate_writes_report_and_plot(retrained: Path, tmp_path: Path, capsys
     mean_model = sum(report["model_metrics"][r]["waf"] for r in ("0.0", "0.5")) / 2
     mean_oracle = sum(report["oracle_metrics"][r]["waf"] for r in ("0.0", "0.5")) / 2
     assert report["share_of_oracle"] == pytest.approx(mean_model / mean_oracle)
-    data = plot.read_bytes()
+    data = (tmp_path / "p-rates-0-0.5.png").read_bytes()  # the plot takes the report's suffix
     assert len(data) > 1000 and data.startswith(b"\x89PNG")
 
 
@@ -315,7 +317,7 @@ def test_sigterm_ends_the_event_log_as_interrupted(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert err.strip().splitlines()[-1] == "nasmerc: terminated"
+    assert err.strip().splitlines()[-1] == f"nasmerc: terminated; resume with: nasmerc search --resume {out}"
     events = read_events(out / "events.jsonl")
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "interrupted"
     assert not (out / "search.json").exists()

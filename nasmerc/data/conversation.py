@@ -9,7 +9,7 @@ label every row (``labels`` of shape ``[L]``); utterance-level tasks carry one l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Mapping
 
 import numpy as np
 
@@ -56,21 +56,43 @@ class DataSignature:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataSignature":
-        try:
-            return cls(
-                modalities=tuple(d["modalities"]),
-                dims={str(k): int(v) for k, v in d["dims"].items()},
-                task=d["task"],
-                level=d.get("level", "dialogue"),
-                classes=tuple(d.get("classes", ())),
-                n_speakers=int(d.get("n_speakers", 1)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NasmercError(
-                f"data signature: expected keys modalities, dims, task (and optionally level, "
-                f"classes, n_speakers); {exc!r} in {d!r}"
-            ) from None
+    def from_dict(cls, d: Any) -> "DataSignature":
+        """The signature a file holds (``.npz``, ``config.yaml``, ``model.pt``), every field checked:
+        a hand-edited or foreign one is refused naming the field and what was expected."""
+        keys = ("modalities", "dims", "task", "level", "classes", "n_speakers")
+        if not isinstance(d, Mapping):
+            raise NasmercError(f"data signature: expected a mapping with keys {', '.join(keys)}, "
+                               f"found {type(d).__name__}")
+        missing = [k for k in ("modalities", "dims", "task") if k not in d]
+        unknown = sorted(str(k) for k in d if k not in keys)
+        if missing or unknown:
+            raise NasmercError(f"data signature: key {(missing or unknown)[0]!r} "
+                               f"{'missing' if missing else 'unknown'} (expected {', '.join(keys)})")
+
+        def bad(key: str, expected: str) -> NasmercError:
+            return NasmercError(f"data signature: {key}={d.get(key)!r}: expected {expected}")
+
+        modalities = d["modalities"]
+        if (not isinstance(modalities, (list, tuple)) or not modalities
+                or not all(isinstance(m, str) and m for m in modalities) or len(set(modalities)) != len(modalities)):
+            raise bad("modalities", "a non-empty list of distinct names")
+        dims = d["dims"]
+        if not isinstance(dims, Mapping) or set(map(str, dims)) != set(modalities) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in dims.values()):
+            raise bad("dims", f"a positive integer for each of {list(modalities)} and nothing else")
+        if d["task"] not in ("classification", "regression"):
+            raise bad("task", "'classification' or 'regression'")
+        if d.get("level", "dialogue") not in ("dialogue", "utterance"):
+            raise bad("level", "'dialogue' or 'utterance'")
+        classes = d.get("classes", ())
+        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes) or (
+                d["task"] == "classification" and (len(classes) < 2 or len(set(classes)) != len(classes))):
+            raise bad("classes", "a list of class names (at least 2 distinct ones for classification)")
+        n_speakers = d.get("n_speakers", 1)
+        if isinstance(n_speakers, bool) or not isinstance(n_speakers, int) or n_speakers < 1:
+            raise bad("n_speakers", "an integer >= 1")
+        return cls(modalities=tuple(modalities), dims={str(k): int(v) for k, v in dims.items()}, task=d["task"],
+                   level=d.get("level", "dialogue"), classes=tuple(classes), n_speakers=n_speakers)
 
 
 @dataclass

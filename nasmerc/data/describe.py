@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from nasmerc import metrics
+from nasmerc import checks, metrics
 from nasmerc.data.conversation import ConversationDataset
 from nasmerc.data.learnable import LearnableOracle
 from nasmerc.errors import NasmercError
@@ -30,6 +30,7 @@ def describe(dataset: ConversationDataset, rates: Sequence[float] | None = None,
     The exact oracle gives ``full`` and ``context_free``; the learnable ceiling, fitted on the
     training split only, gives ``learnable`` (its fitted process in ``learnable_fit``).
     """
+    checks.at_least("data", 0, mask_seed=mask_seed)
     report = dataset.summary()
     report["config"] = dataset.config
     if rates is not None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from nasmerc.checks import output_file
 from nasmerc.config import apply_overrides, load_yaml
 from nasmerc.data.conversation import ConversationDataset
 from nasmerc.data.formats import FORMATS, FileOptions
@@ -112,7 +113,12 @@ def resolve_options(spec: FileSpec, overrides: Mapping[str, Any] | None) -> File
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             flat[key] = value
-    return apply_overrides(FileOptions(), flat, where=f"data options of {spec.path}")
+    try:
+        return apply_overrides(FileOptions(), flat, where=f"data options of {spec.path}")
+    except NasmercError as exc:  # FileOptions' own checks say "data options:"; name the file
+        text = str(exc)
+        raise NasmercError(f"data options of {spec.path}:{text[13:]}" if text.startswith("data options:")
+                           else text) from None
 
 
 def load_spec(name: str, overrides: Mapping[str, Any] | None = None) -> ConversationDataset:
@@ -135,4 +141,5 @@ def convert(spec: str, out_path: str | Path, overrides: Mapping[str, Any] | None
     out = Path(out_path)
     if out.suffix != ".npz":
         raise NasmercError(f"{out}: expected an output path ending in .npz")
+    output_file("data convert OUT.npz", out)
     return plain.save(load_spec(spec, overrides), out)

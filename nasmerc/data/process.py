@@ -160,10 +160,25 @@ def make_config(preset: str, overrides: Mapping[str, Any] | None = None) -> Synt
     """The preset's config with ``overrides`` applied and checked."""
     if preset not in PRESETS:
         raise NasmercError(f"unknown synthetic preset {preset!r} (known: {', '.join(PRESETS)})")
-    cfg = apply_overrides(PRESETS[preset](), dict(overrides or {}), where=f"dataset {preset!r}")
+    where = f"dataset {preset!r}"
+    cfg = apply_overrides(PRESETS[preset](), dict(overrides or {}), where=where)
     cfg = replace(cfg, preset=preset)
+    _check_modality_keys(cfg, overrides or {}, where)
     cfg.check()
     return cfg
+
+
+def _check_modality_keys(cfg: SyntheticConfig, overrides: Mapping[str, Any], where: str) -> None:
+    """``dims`` and ``snr`` are per-modality mappings: a key set for anything but one of the config's
+    modalities (``--set snr.smell=1``) is refused with the known keys, not silently kept unused."""
+    for key, value in overrides.items():
+        head, _, rest = str(key).partition(".")
+        if head not in ("dims", "snr"):
+            continue
+        for name in [rest] if rest else list(value) if isinstance(value, Mapping) else []:
+            if name not in cfg.modalities:
+                known = ", ".join(f"{head}.{m}" for m in cfg.modalities)
+                raise NasmercError(f"{where}: unknown key '{head}.{name}' (known: {known})")
 
 
 @dataclass

@@ -14,20 +14,34 @@ The evaluator owns what must not differ between strategies: seeding (a model is 
 ``torch.manual_seed`` of the run seed, or of the candidate's seed; the trainer seeds its own masks
 and batches), the device, and where the work runs. With ``workers = 1`` candidates train in this
 process; with ``workers > 1`` in a pool of spawned processes with the parent's torch thread count,
-so the same requests give the same results either way. This is the seam that resume (checkpoints
-of finished candidates), distributed workers and weight-sharing evaluation plug into: a strategy
-that asks through it gets them without change.
+so the same requests give the same results either way.
+
+With a run folder it is also what makes a run resumable, without the strategy doing anything:
+
+- :meth:`Evaluator.fit` saves the training loop's checkpoint after every epoch (``checkpoint.pt``,
+  ``checkpoint-2.pt`` for a run's second training ...) and restores one it finds;
+- :meth:`Evaluator.score_all` appends every finished candidate to ``candidates.jsonl`` (its request
+  and its result, exactly) and answers a request found there from the file. A resumed population
+  search replays its proposer from the seed; every candidate that finished before the kill comes
+  back from the file in the order it was asked, so the proposer takes the same path and only the
+  work that had not finished is done again. A cached candidate asked with a ``stop`` replays its
+  epochs' values through ``stop``, so a pruner sees what it saw the first time.
+
+Distributed workers and weight-sharing evaluation plug in here too: a strategy that asks through
+the evaluator gets them without change.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
+import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +53,10 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import count_parameters
+from nasmerc.train.checkpoint import Checkpoint
 from nasmerc.train.trainer import FitResult, TrainConfig, Trainer, TrainHook
+
+CANDIDATES_FILE = "candidates.jsonl"
 
 
 @dataclass
@@ -80,6 +97,47 @@ class _Job:
     train: TrainConfig
     request: CandidateRequest
     device: str
+
+
+class CandidateCache:
+    """``candidates.jsonl``: one line per finished candidate, ``{"request": ..., "result": ...}``,
+    appended and flushed to disk as each finishes (a partly written last line is ignored)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.results: dict[str, CandidateResult] = {}
+        if path.exists():
+            with open(path, "rb") as fh:
+                for raw in fh:
+                    try:
+                        line = json.loads(raw.decode("utf-8"))
+                        self.results[line["key"]] = CandidateResult(**line["result"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # the line a kill cut short
+
+    @staticmethod
+    def key(request: CandidateRequest) -> str:
+        return json.dumps({"arch": request.arch, "epochs": request.epochs, "seed": request.seed}, sort_keys=True)
+
+    def get(self, request: CandidateRequest) -> CandidateResult | None:
+        return self.results.get(self.key(request))
+
+    def put(self, request: CandidateRequest, result: CandidateResult) -> None:
+        key = self.key(request)
+        self.results[key] = result
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": key, "result": dataclasses.asdict(result)}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _replay(request: CandidateRequest, result: CandidateResult) -> CandidateResult:
+    """A cached result, its epochs shown to the request's ``stop`` again (see the module docstring)."""
+    if request.stop is not None:
+        for epoch, value in enumerate(result.history):
+            if request.stop(epoch, value):
+                break
+    return result
 
 
 def seeded_build(space: SearchSpace, arch: Mapping[str, Any], seed: int) -> nn.Module:
@@ -141,6 +199,8 @@ class Evaluator:
         self.metric = metrics.primary_metric(dataset.signature.task)
         self.higher_is_better = metrics.HIGHER_IS_BETTER[self.metric]
         self._pool: Executor | None = None
+        self._fits = 0
+        self._cache: CandidateCache | None = None
 
     # -- models a strategy holds -----------------------------------------------------------------
     def supernet(self) -> nn.Module:
@@ -161,16 +221,43 @@ class Evaluator:
         trainer's optimiser steps (default: every trainable parameter of ``model``)."""
         trainer = Trainer(model, self.dataset.signature, self.train, device=self.device, seed=self.seed,
                           events=self.events, parameters=parameters)
+        self._fits += 1
+        checkpoint = None
+        if self.run_dir is not None:
+            name = "checkpoint.pt" if self._fits == 1 else f"checkpoint-{self._fits}.pt"
+            checkpoint = Checkpoint(self.run_dir, name, self.events)
         return trainer.fit(self.dataset.split("train") if train is None else train, self.dataset.split("valid"),
-                           hooks=hooks, on_best=on_best)
+                           hooks=hooks, on_best=on_best, checkpoint=checkpoint)
 
     # -- candidates --------------------------------------------------------------------------------
     def score_all(self, requests: Sequence[CandidateRequest]) -> list[CandidateResult]:
-        """Train and score every request; the results in the order of the requests."""
-        if self.workers == 1 or len(requests) < 2 or any(r.stop is not None for r in requests):
-            return [_score(self.space, self.dataset, self.train, r, self.device) for r in requests]
-        jobs = [_Job(self.space, self.dataset, self.train, r, str(self.device)) for r in requests]
-        return list(self._executor().map(_run_job, jobs))
+        """Train and score every request; the results in the order of the requests (a request that
+        finished in an earlier life of the run comes from ``candidates.jsonl``)."""
+        cache = self._candidates()
+        results: list[CandidateResult | None] = [None] * len(requests)
+        todo = []
+        for i, request in enumerate(requests):
+            cached = cache.get(request) if cache is not None else None
+            if cached is not None:
+                results[i] = _replay(request, cached)
+            else:
+                todo.append(i)
+        if self.workers == 1 or len(todo) < 2 or any(requests[i].stop is not None for i in todo):
+            done: Iterator[CandidateResult] = (_score(self.space, self.dataset, self.train, requests[i], self.device)
+                                               for i in todo)
+        else:
+            jobs = [_Job(self.space, self.dataset, self.train, requests[i], str(self.device)) for i in todo]
+            done = self._executor().map(_run_job, jobs)
+        for i, result in zip(todo, done):
+            if cache is not None:
+                cache.put(requests[i], result)
+            results[i] = result
+        return [r for r in results if r is not None]
+
+    def _candidates(self) -> CandidateCache | None:
+        if self._cache is None and self.run_dir is not None:
+            self._cache = CandidateCache(self.run_dir / CANDIDATES_FILE)
+        return self._cache
 
     def _executor(self) -> Executor:
         if self._pool is None:

@@ -154,7 +154,8 @@ def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int) -> SearchR
 
     Trial ``n`` (0-based, in the order asked) trains with seed ``evaluator.seed + n``, so the result
     does not depend on the evaluator's worker count. A candidate stopped early (pruned) is recorded
-    with ``pruned: true`` and is never the best.
+    with ``pruned: true`` and is never the best. After every trial the best so far is handed to
+    ``ctx.best_so_far`` (``arch.yaml`` in the run folder).
     """
     log = TrialLog(evaluator.metric, evaluator.events)
     try:
@@ -172,6 +173,11 @@ def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int) -> SearchR
                 extra = {**proposal.extra, **({"pruned": True} if result.stopped else {})}
                 record = log.add(proposal.arch, result, eligible=not result.stopped, **extra)
                 proposer.tell(proposal, result, record["trial"])
+                if log.best_index is not None and proposer.ctx.best_so_far is not None:
+                    top = log.trials[log.best_index]
+                    proposer.ctx.best_so_far(dict(top["arch"]), {
+                        "metric": log.metric, "best_valid": top["value"], "best_trial": top["trial"],
+                        "trials_done": len(log.trials), "derived_parameters": top["parameters"]})
         return proposer.result(log)
     finally:
         evaluator.close()

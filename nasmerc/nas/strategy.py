@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -43,6 +43,14 @@ class SearchContext:
     run_dir: Path
     fixed: Mapping[str, Any] = field(default_factory=dict)
     workers: int = 1
+    resuming: bool = False
+    """True when the run replays an earlier, unfinished life of itself (``--resume``): the evaluator
+    answers finished work from the run folder; a strategy whose files are derived state starts them
+    again (TPE's run-folder study)."""
+    best_so_far: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
+    """Called with the best architecture so far and its numbers as a search goes (population
+    strategies, after every trial): the run folder writes it as ``arch.yaml``,
+    so an interrupted search keeps its best candidate."""
     evaluator: Evaluator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +117,10 @@ class Strategy(ABC):
     def derive(self, space: SearchSpace, run_dir: Path, fixed: Mapping[str, Any]) -> dict[str, Any] | None:
         """The architecture, derived again from ``run_dir`` (``None``: use the saved ``arch.yaml``)."""
         return None
+
+    def check_resume(self, run_dir: Path) -> None:
+        """Refuse to resume ``run_dir`` when this strategy cannot, before anything in it changes
+        (default: every run can be resumed)."""
 
 
 def require_something_to_search(strategy: Strategy, space: SearchSpace, fixed: Mapping[str, Any]) -> None:

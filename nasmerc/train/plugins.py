@@ -63,6 +63,14 @@ class Plugin:
     def config_dict(self) -> dict[str, Any]:
         return to_plain(self.config)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the plug-in carries from epoch to epoch, saved with every checkpoint (default: nothing;
+        :meth:`start` rebuilds whatever it derives from the training split)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave."""
+
 
 def plugin_options(name: str, options: Mapping[str, Any], config_type: type) -> dict[str, Any]:
     """The ``NAME.KEY`` entries of ``options`` that belong to plug-in ``name``, as ``KEY``."""

@@ -25,7 +25,7 @@ case) uses the mean of the uni-modal scores as the cross-modal score, ``l_ij`` t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +130,12 @@ class SPCL(Plugin):
                 own = (fused.reshape(-1) - target.to(fused.dtype).reshape(-1)).abs()
             total = total + self.config.fused_weight * (v * own).sum() / v.sum()
         return total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lam": self.lam}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lam = state["lam"]
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         stats = {"spcl_lambda": float(self.lam or 0.0),

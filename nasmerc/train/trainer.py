@@ -29,6 +29,7 @@ from nasmerc.data.missing import fixed_masks, make_schedule, mask_batch, stack_m
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.outputs import ModelOutput
+from nasmerc.train.checkpoint import Checkpoint, random_states, restore_random_states
 from nasmerc.train.losses import select_real, task_loss
 from nasmerc.train.plugins import make_plugins
 
@@ -98,6 +99,13 @@ class TrainHook:
 
     def after_epoch(self, trainer: "Trainer", epoch: int) -> None:
         """Called after epoch ``epoch`` (0-based) is validated."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the hook must get back to go on after a resume (saved with every checkpoint)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave."""
 
 
 @dataclass
@@ -179,12 +187,17 @@ class Trainer:
                 hook.before_step(self, batch, epoch, step)
             self.model.train()
             total, terms, _ = self.loss(batch, epoch)
+            loss = float(total.detach())
+            if not np.isfinite(loss):
+                raise NasmercError(f"training diverged: the loss is {loss} at epoch {epoch + 1}, step {step + 1} "
+                                   "(try a lower train.lr or train.grad_clip); the last checkpoint and best-so-far "
+                                   "files are kept")
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if self.config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
-            terms["loss"] = float(total.detach())
+            terms["loss"] = loss
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
             self.events.emit("batch", epoch=epoch + 1, batch=step + 1, n_batches=n_batches, loss=terms["loss"])
@@ -223,23 +236,48 @@ class Trainer:
         return {k: float(np.mean([m[k] for m in per_rate])) for k in per_rate[0]}
 
     # -- the loop -------------------------------------------------------------------------------
+    def _restore(self, saved: dict[str, Any], hooks: Sequence[TrainHook]) -> None:
+        """Put back the state a checkpoint holds (see :meth:`fit`)."""
+        if len(saved["hooks"]) != len(hooks) or len(saved["plugins"]) != len(self.plugins):
+            raise NasmercError("checkpoint: it was written by a training with other hooks or plug-ins; "
+                               "remove it to restart that training from its first epoch")
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        restore_random_states(self.rng, saved["random"])
+        for hook, state in zip(hooks, saved["hooks"]):
+            hook.load_state_dict(state)
+        for plugin, state in zip(self.plugins, saved["plugins"]):
+            plugin.load_state_dict(state)
+
     def fit(self, train: Sequence[Conversation], valid: Sequence[Conversation], hooks: Sequence[TrainHook] = (),
             on_best: Callable[[int, float], None] | None = None,
-            stop: Callable[[int, float], bool] | None = None) -> FitResult:
+            stop: Callable[[int, float], bool] | None = None, checkpoint: Checkpoint | None = None) -> FitResult:
         """Train for ``epochs``; keep (and load back at the end) the weights of the best validation epoch.
 
         ``on_best(epoch, value)`` is called when an epoch (1-based) is the best so far; ``stop(epoch,
         value)`` after every epoch (0-based ``epoch``, its validation value): ``True`` ends the training
-        there (a pruned candidate), as ``patience`` does.
+        there (a pruned candidate), as ``patience`` does. With ``checkpoint`` the loop's whole state is
+        saved after every epoch, and a checkpoint already there is restored first: training goes on
+        from the epoch after it exactly as if it had never stopped (``nasmerc.train.checkpoint``).
         """
         start = time.time()
         self.hooks = list(hooks)
         best_value: float | None = None
         best_epoch, best_metrics, best_state = 0, {}, None
-        history = []
+        history: list[dict[str, Any]] = []
+        first, ended = 0, False
         for plugin in self.plugins:
             plugin.start(train, self.config.epochs)
-        for epoch in range(self.config.epochs):
+        if checkpoint is not None and checkpoint.exists():
+            saved = checkpoint.load()
+            self._restore(saved, hooks)
+            first, ended, history = int(saved["epoch"]), bool(saved.get("ended")), list(saved["history"])
+            best_value, best_epoch, best_metrics = saved["best_value"], int(saved["best_epoch"]), saved["best_metrics"]
+            best_state = saved["best_state"]
+            self.events.skip_to(int(saved["events_count"]))
+        for epoch in range(first, self.config.epochs):
+            if ended:
+                break
             convs: Sequence[Conversation] = train
             for plugin in self.plugins:
                 convs = plugin.conversations(epoch, convs)
@@ -265,9 +303,16 @@ class Trainer:
             }
             history.append(record)
             self.events.emit("epoch", **record)
-            if self.config.patience and epoch + 1 - best_epoch >= self.config.patience:
-                break
-            if stop is not None and stop(epoch, value):
+            ended = bool(self.config.patience and epoch + 1 - best_epoch >= self.config.patience)
+            ended = ended or bool(stop is not None and stop(epoch, value))
+            if checkpoint is not None:
+                checkpoint.save({
+                    "epoch": epoch + 1, "ended": ended, "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "best_value": best_value, "best_epoch": best_epoch,
+                    "best_metrics": best_metrics, "best_state": best_state, "history": history,
+                    "random": random_states(self.rng), "hooks": [h.state_dict() for h in hooks],
+                    "plugins": [p.state_dict() for p in self.plugins]})
+            if ended:
                 break
         self.hooks = []
         if best_state is not None:

@@ -9,17 +9,23 @@ dataset with the file named in every error.
 
 from __future__ import annotations
 
+import math
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import IO, Any, Mapping, Sequence
 
 import numpy as np
 
+from nasmerc import checks
 from nasmerc.config import to_plain
 from nasmerc.data.conversation import Conversation, ConversationDataset, DataSignature, carve_validation
 from nasmerc.errors import NasmercError
 
 FORMATS = ("mmsa", "dialoguegcn", "gcnet", "plain")
+MODALITIES = ("text", "audio", "visual")
+MAX_FRAMES = 10_000
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,8 @@ class FileOptions:
     ``frames`` is the common frame count of unaligned MMSA utterance samples (0: the text length).
     ``fold`` picks a leave-one-session-out IEMOCAP fold of a GCNet file (1-5; 0: the file's split).
     ``features`` is the GCNet feature root (default: ``features`` beside the label pickle) and
-    ``folders`` maps each modality to its sub-folder. ``classes`` renames the classes.
+    ``folders`` maps each modality (text, audio, visual) to its sub-folder. ``classes`` renames the
+    classes. Values are checked when the options are made (``frames`` at most ``MAX_FRAMES``).
     """
 
     valid_fraction: float = 0.1
@@ -44,6 +51,20 @@ class FileOptions:
     features: str = ""
     folders: dict[str, str] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = "data options"
+        checks.in_range(where, "valid_fraction", self.valid_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        checks.at_least(where, 0, seed=self.seed, frames=self.frames, fold=self.fold)
+        if self.frames > MAX_FRAMES:
+            raise NasmercError(f"{where}: frames={self.frames}: expected an integer in [0, {MAX_FRAMES}]")
+        checks.one_of(where, "level", self.level, ("", "utterance", "dialogue"))
+        unknown = [k for k in self.folders if k not in MODALITIES]
+        if unknown:
+            raise NasmercError(f"{where}: unknown key 'folders.{unknown[0]}' "
+                               f"(known: {', '.join(f'folders.{m}' for m in MODALITIES)})")
+        if len(set(self.classes)) != len(self.classes):
+            raise NasmercError(f"{where}: classes={list(self.classes)}: expected distinct names")
 
 
 def fail(path: Path | str, split: str | None, key: str, expected: str, found: Any) -> NasmercError:
@@ -61,6 +82,60 @@ def describe(x: Any) -> str:
     if isinstance(x, dict):
         return f"dict with keys {sorted(map(str, x))[:8]}"
     return type(x).__name__
+
+
+def numbers(x: Any, path: Path, split: str | None, key: str, expected: str) -> np.ndarray:
+    """``x`` as an array of real numbers (integers or floats); strings, objects, booleans, complex
+    numbers and ragged lists are refused naming ``key``."""
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError):
+        raise fail(path, split, key, expected, describe(x)) from None
+    if arr.dtype.kind not in "iuf":
+        raise fail(path, split, key, expected, f"{arr.dtype} values" if arr.dtype.kind != "O" else describe(x))
+    return arr
+
+
+def integers(x: Any, path: Path, split: str | None, key: str, expected: str) -> np.ndarray:
+    """Integral numbers as int64: ``2.0`` is 2; ``2.7``, NaN and inf are refused (not cut to 2)."""
+    arr = numbers(x, path, split, key, expected)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (np.abs(arr) >= 2.0**63)
+        if bad.any():
+            raise fail(path, split, key, expected, float(arr[bad].flat[0]))
+    return arr.astype(np.int64)
+
+
+def class_ids(x: Any, path: Path, split: str | None, key: str) -> np.ndarray:
+    """Classification labels: integral class ids, flattened (their range is checked with the signature)."""
+    return integers(x, path, split, key, "integer class ids").reshape(-1)
+
+
+def scores(x: Any, path: Path, split: str | None, key: str) -> np.ndarray:
+    """Regression labels: real numbers as float32, flattened (NaN / inf are refused by the validation)."""
+    return numbers(x, path, split, key, "numeric scores").astype(np.float32).reshape(-1)
+
+
+def read_npy(fh: IO[bytes], size: int, path: Path, split: str | None, key: str) -> np.ndarray:
+    """One ``.npy`` array from ``fh`` (``size`` bytes: a file or a ``.npz`` member), never through pickle.
+
+    The header is read first: an object array, or a shape that needs more bytes than there are (a
+    truncated or hostile file), is refused before numpy allocates the array.
+    """
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(fh)
+        if dtype.hasobject:
+            raise fail(path, split, key, "an array of numbers or strings (object arrays need pickle)", f"dtype {dtype}")
+        need, have = math.prod(shape) * dtype.itemsize, size - fh.tell()
+        if need > have:
+            raise fail(path, split, key, f"{need:,} bytes of data for shape {tuple(shape)}", f"{have:,} bytes")
+        fh.seek(0)
+        return fmt.read_array(fh, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise fail(path, split, key, "a readable .npy array", str(exc).splitlines()[0] if str(exc) else
+                   type(exc).__name__) from None
 
 
 def need_keys(obj: Any, keys: Sequence[str], path: Path, split: str | None, what: str) -> None:
@@ -82,10 +157,7 @@ def unpack(data: Any, names: Sequence[str], path: Path) -> dict[str, Any]:
 
 def as_matrix(x: Any, path: Path, split: str, key: str) -> np.ndarray:
     """Per-utterance vectors (an array or a list of vectors) as a float32 ``[L, D]`` array."""
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (ValueError, TypeError):
-        raise fail(path, split, key, "per-utterance vectors of one dimension", describe(x)) from None
+    arr = numbers(x, path, split, key, "per-utterance vectors of one dimension").astype(np.float32)
     if arr.size == 0 and arr.ndim < 2:
         return arr.reshape(0, 0)  # no utterance: reported as an empty conversation
     if arr.ndim != 2:
@@ -98,16 +170,22 @@ def speaker_ids(values: Any, path: Path, split: str, key: str) -> np.ndarray:
 
     Other names are numbered in order of first appearance within the conversation.
     """
+    if not isinstance(values, (list, tuple, np.ndarray)):
+        raise fail(path, split, key, "a list of speaker ids (one per utterance)", describe(values))
     if isinstance(values, np.ndarray) and values.ndim == 2 or (
         isinstance(values, (list, tuple)) and values and isinstance(values[0], (list, tuple, np.ndarray))
     ):
-        arr = np.asarray(values, dtype=np.float32)
+        arr = numbers(values, path, split, key, "one-hot speaker vectors")
         if arr.ndim != 2:
             raise fail(path, split, key, "one-hot speaker vectors", f"shape {tuple(arr.shape)}")
         return arr.argmax(axis=1).astype(np.int64)
     items = list(np.asarray(values).ravel().tolist()) if isinstance(values, np.ndarray) else list(values)
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
-        return np.asarray(items, dtype=np.int64)
+    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in items):
+        return integers(np.asarray(items, dtype=np.float64 if items else np.int64), path, split, key,
+                        "integer speaker ids")
+    if not all(isinstance(v, (str, bytes)) for v in items):
+        raise fail(path, split, key, "speaker ids (integers, names or one-hot vectors)",
+                   next(repr(v) for v in items if not isinstance(v, (str, bytes))))
     names = [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in items]
     if set(names) <= {"M", "F"}:
         return np.asarray([0 if n == "M" else 1 for n in names], dtype=np.int64)
@@ -148,8 +226,15 @@ def assemble(path: Path, fmt: str, variant: str, options: FileOptions, signature
     splits = dict(splits)
     carved = False
     if not splits.get("valid"):
+        if len(splits.get("train", [])) < 2:
+            raise fail(path, "train", "conversations", "at least 2 (the file has no validation split, so one is "
+                       "carved from train)", len(splits.get("train", [])))
         splits["train"], splits["valid"] = carve_validation(splits["train"], options.valid_fraction, options.seed)
         carved = True
+    for s in ("train", "valid", "test"):
+        if not splits.get(s):
+            raise fail(path, s, "conversations", "at least one (every split is used: train to fit, valid to "
+                       "select, test to evaluate)", "none")
     if options.classes:
         if signature.task != "classification" or len(options.classes) != signature.n_classes:
             raise fail(path, None, "option classes", f"{signature.n_classes} class names for {fmt}:{variant}",

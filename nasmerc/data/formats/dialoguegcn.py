@@ -25,7 +25,8 @@ import numpy as np
 
 from nasmerc.data import safe_pickle
 from nasmerc.data.conversation import Conversation, DataSignature
-from nasmerc.data.formats import FileOptions, assemble, as_matrix, conversation, describe, fail, speaker_ids, unpack
+from nasmerc.data.formats import (FileOptions, as_matrix, assemble, class_ids, conversation, describe, fail,
+                                  speaker_ids, unpack)
 
 CLASSES = {
     "iemocap6": ("hap", "sad", "neu", "ang", "exc", "fru"),
@@ -56,6 +57,9 @@ def _videos(parts: dict[str, Any], key: str, path: Path) -> list[Any]:
     if not isinstance(vids, (list, tuple, set, frozenset, np.ndarray)):
         raise fail(path, None, key, "a list or set of video ids", describe(vids))
     out = list(vids.tolist() if isinstance(vids, np.ndarray) else vids)
+    odd = [v for v in out if not isinstance(v, (str, int, bytes)) or isinstance(v, bool)]
+    if odd:
+        raise fail(path, None, key, "video ids (strings or integers)", describe(odd[0]))
     return sorted(out, key=str) if isinstance(vids, (set, frozenset)) else out
 
 
@@ -77,12 +81,9 @@ def load(path: Path, variant: str, options: FileOptions) -> Any:
                     raise fail(path, split, k, f"an entry for video {vid!r} (listed in {key})", "none")
             feats = {m: as_matrix(parts[MODALITY_KEYS[m]][vid], path, split, f"{MODALITY_KEYS[m]}[{vid!r}]")
                      for m in modalities}
-            labels = np.asarray(parts["videoLabels"][vid]).reshape(-1)
-            if labels.size and not np.issubdtype(labels.dtype, np.number):
-                raise fail(path, split, f"videoLabels[{vid!r}]", "integer class ids", labels.dtype)
+            labels = class_ids(parts["videoLabels"][vid], path, split, f"videoLabels[{vid!r}]")
             speakers = speaker_ids(parts["videoSpeakers"][vid], path, split, f"videoSpeakers[{vid!r}]")
-            convs.append(conversation(path, split, vid, feats, speakers, labels.astype(np.int64),
-                                      "dialogue", options.nan_to_zero))
+            convs.append(conversation(path, split, vid, feats, speakers, labels, "dialogue", options.nan_to_zero))
         splits[split] = convs
     if not splits["train"]:
         raise fail(path, "train", "trainVid", "at least two training videos", 0)

@@ -25,7 +25,8 @@ import numpy as np
 
 from nasmerc.data import safe_pickle
 from nasmerc.data.conversation import Conversation, DataSignature
-from nasmerc.data.formats import FileOptions, assemble, conversation, describe, fail, n_speakers, speaker_ids, unpack
+from nasmerc.data.formats import (MODALITIES, FileOptions, assemble, class_ids, conversation, describe, fail,
+                                  n_speakers, numbers, read_npy, scores, speaker_ids, unpack)
 
 IEMOCAP = ("videoIDs", "videoLabels", "videoSpeakers", "videoSentence", "trainVid", "testVid")
 MOSI = ("videoIDs", "videoLabels", "videoSpeakers", "videoSentences", "trainVids", "valVids", "testVids")
@@ -34,7 +35,6 @@ CLASSES = {
     "iemocap4": ("hap", "sad", "neu", "ang"),
 }
 VARIANTS = ("iemocap4", "iemocap6", "mosi", "mosei")
-MODALITIES = ("text", "audio", "visual")
 
 
 def _folders(root: Path, options: FileOptions, path: Path) -> dict[str, Path]:
@@ -60,9 +60,11 @@ def _feature(folder: Path, uid: Any, split: str, path: Path) -> np.ndarray:
     if not f.is_file():
         raise fail(path, split, f"utterance {str(uid)!r}", f"feature file {f}", "no such file")
     try:
-        x = np.load(f, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise fail(f, split, "array", "a .npy array of shape [D] or [T, D]", str(exc).splitlines()[0]) from None
+        fh = open(f, "rb")
+    except OSError as exc:
+        raise fail(f, split, "array", "a readable .npy array of shape [D] or [T, D]", exc.strerror) from None
+    with fh:
+        x = numbers(read_npy(fh, f.stat().st_size, f, split, "array"), f, split, "array", "numeric features")
     if x.ndim == 2:
         x = x.mean(axis=0) if x.shape[0] else np.zeros(x.shape[1])
     if x.ndim != 1:
@@ -74,6 +76,9 @@ def _list(x: Any, path: Path, key: str) -> list[Any]:
     if not isinstance(x, (list, tuple, set, frozenset, np.ndarray)):
         raise fail(path, None, key, "a list of video ids", describe(x))
     out = list(x.tolist() if isinstance(x, np.ndarray) else x)
+    odd = [v for v in out if not isinstance(v, (str, int, bytes)) or isinstance(v, bool)]
+    if odd:
+        raise fail(path, None, key, "video ids (strings or integers)", describe(odd[0]))
     return sorted(out, key=str) if isinstance(x, (set, frozenset)) else out
 
 
@@ -111,7 +116,10 @@ def load(path: Path, variant: str, options: FileOptions) -> Any:
             for key in ("videoIDs", "videoLabels", "videoSpeakers"):
                 if vid not in parts[key]:
                     raise fail(path, split, key, f"an entry for video {vid!r}", "none")
-            uids = list(parts["videoIDs"][vid])
+            uids = parts["videoIDs"][vid]
+            if not isinstance(uids, (list, tuple, np.ndarray)):
+                raise fail(path, split, f"videoIDs[{vid!r}]", "a list of utterance ids", describe(uids))
+            uids = list(uids.tolist() if isinstance(uids, np.ndarray) else uids)
             feats = {}
             for m, folder in folders.items():
                 rows = [_feature(folder, u, split, path) for u in uids]
@@ -119,7 +127,8 @@ def load(path: Path, variant: str, options: FileOptions) -> Any:
                 if len(dims) > 1:
                     raise fail(path, split, f"video {vid!r}, modality {m!r}", "one feature dimension", sorted(dims))
                 feats[m] = np.stack(rows) if rows else np.zeros((0, 1), np.float32)
-            labels = np.asarray(parts["videoLabels"][vid], dtype=np.float32 if regression else np.int64).reshape(-1)
+            at = f"videoLabels[{vid!r}]"
+            labels = (scores if regression else class_ids)(parts["videoLabels"][vid], path, split, at)
             speakers = speaker_ids(parts["videoSpeakers"][vid], path, split, f"videoSpeakers[{vid!r}]")
             convs.append(conversation(path, split, vid, feats, speakers, labels, "dialogue", options.nan_to_zero))
         splits[split] = convs

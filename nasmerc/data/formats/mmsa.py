@@ -28,7 +28,8 @@ import numpy as np
 
 from nasmerc.data import safe_pickle
 from nasmerc.data.conversation import SPLITS, Conversation, DataSignature
-from nasmerc.data.formats import FileOptions, assemble, conversation, describe, fail, need_keys
+from nasmerc.data.formats import (FileOptions, assemble, conversation, describe, fail, integers, need_keys,
+                                  numbers, scores)
 
 VARIANTS = ("mosi", "mosei", "sims")
 LEVELS = ("utterance", "dialogue")
@@ -54,7 +55,7 @@ def _arrays(part: dict[str, Any], path: Path, split: str) -> tuple[dict[str, np.
     """The split's feature arrays ``[N, T, D]`` and real lengths ``[N]`` per modality, checked."""
     feats: dict[str, np.ndarray] = {}
     for m, key in MODALITY_KEYS.items():
-        arr = np.asarray(part[key], dtype=np.float32)
+        arr = numbers(part[key], path, split, key, "numeric features of shape [clips, frames, dim]").astype(np.float32)
         if arr.ndim != 3:
             raise fail(path, split, key, "shape [clips, frames, dim]", f"shape {tuple(arr.shape)}")
         feats[m] = arr
@@ -63,13 +64,17 @@ def _arrays(part: dict[str, Any], path: Path, split: str) -> tuple[dict[str, np.
     aligned = feats["text"].shape[1] == feats["audio"].shape[1] == feats["visual"].shape[1]
     lengths: dict[str, np.ndarray] = {}
     mask = part.get("text_bert")
-    if mask is not None and np.asarray(mask).ndim == 3 and np.asarray(mask).shape[2] == feats["text"].shape[1]:
-        lengths["text"] = np.asarray(mask)[:, 1, :].sum(axis=1).astype(int)
+    if mask is not None:
+        mask = numbers(mask, path, split, "text_bert", "token ids, mask and segments [clips, 3, frames]")
+    if mask is not None and mask.ndim == 3 and mask.shape[1] >= 2 and mask.shape[2] == feats["text"].shape[1]:
+        lengths["text"] = integers(mask[:, 1, :].sum(axis=1), path, split, "text_bert", "a 0/1 attention mask")
     else:
         lengths["text"] = np.full(n, feats["text"].shape[1])
     for m, key in (("audio", "audio_lengths"), ("visual", "vision_lengths")):
         if key in part:
-            lengths[m] = np.asarray(part[key]).reshape(-1).astype(int)
+            lengths[m] = integers(part[key], path, split, f"key {key!r}", "frame counts").reshape(-1)
+            if (lengths[m] < 0).any():
+                raise fail(path, split, f"key {key!r}", "frame counts >= 0", int(lengths[m][lengths[m] < 0][0]))
         elif aligned:
             lengths[m] = np.full(n, feats[m].shape[1])
         else:
@@ -91,7 +96,7 @@ def _read_split(part: dict[str, Any], path: Path, split: str, level: str, option
     need_keys(part, REQUIRED, path, split, "an MMSA split")
     feats, lengths = _arrays(part, path, split)
     n = feats["text"].shape[0]
-    labels = np.asarray(part["regression_labels"], dtype=np.float32).reshape(-1)
+    labels = scores(part["regression_labels"], path, split, "regression_labels")
     ids = [x.decode("latin1") if isinstance(x, bytes) else str(x) for x in np.asarray(part["id"]).reshape(-1)]
     if labels.shape != (n,):
         raise fail(path, split, "regression_labels", f"{n} scores (one per clip)", labels.size)

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from nasmerc.data.conversation import SPLITS, ConversationDataset, DataSignature
-from nasmerc.data.formats import FileOptions, assemble, conversation, fail
+from nasmerc.data.formats import (FileOptions, assemble, class_ids, conversation, describe, fail, integers,
+                                  numbers, read_npy, scores)
 from nasmerc.errors import NasmercError
 from nasmerc.io import atomic_write
 
@@ -46,52 +47,97 @@ def save(ds: ConversationDataset, path: str | Path) -> Path:
     return atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
 
 
-def _get(npz: Any, key: str, path: Path, split: str | None) -> np.ndarray:
-    if key not in npz.files:
-        raise fail(path, split, f"key {key!r}", "a nasmerc .npz (see docs/data_formats.md)",
-                   f"keys {sorted(npz.files)[:12]}")
-    return npz[key]
+class _Archive:
+    """The arrays of a ``.npz`` (a zip of ``.npy`` members), each read through :func:`read_npy`."""
+
+    def __init__(self, zf: zipfile.ZipFile, path: Path) -> None:
+        self.zf, self.path = zf, path
+        self.files = sorted(n[:-4] for n in zf.namelist() if n.endswith(".npy"))
+
+    def get(self, key: str, split: str | None) -> np.ndarray:
+        if key not in self.files:
+            raise fail(self.path, split, f"key {key!r}", "a nasmerc .npz (see docs/data_formats.md)",
+                       f"keys {self.files[:12]}")
+        info = self.zf.getinfo(f"{key}.npy")
+        try:
+            fh = self.zf.open(info)
+        except (OSError, zipfile.BadZipFile, NotImplementedError) as exc:
+            raise fail(self.path, split, f"key {key!r}", "a readable .npy array", str(exc)) from None
+        with fh:
+            return read_npy(fh, info.file_size, self.path, split, f"key {key!r}")
+
+    def json(self, key: str, expected: str) -> Any:
+        """A 0-d JSON string member (``signature``, ``config``)."""
+        arr = self.get(key, None)
+        if arr.ndim != 0 or arr.dtype.kind != "U":
+            raise fail(self.path, None, key, f"a 0-d JSON string ({expected})", describe(arr) + f" of {arr.dtype}")
+        try:
+            return json.loads(str(arr))
+        except json.JSONDecodeError as exc:
+            raise fail(self.path, None, key, f"{expected} as JSON", str(exc)) from None
+
+
+def _vector(arr: np.ndarray, path: Path, split: str, key: str, expected: str) -> np.ndarray:
+    if arr.ndim != 1:
+        raise fail(path, split, f"key {key!r}", f"{expected} (one dimension)", f"shape {tuple(arr.shape)}")
+    return arr
+
+
+def _split(npz: _Archive, s: str, signature: DataSignature, path: Path, options: FileOptions) -> list[Any]:
+    """The conversations of split ``s``; every array checked before it is sliced."""
+    level = signature.level
+    ids = _vector(npz.get(f"{s}/ids", s), path, s, f"{s}/ids", "conversation ids")
+    lengths = _vector(integers(npz.get(f"{s}/lengths", s), path, s, f"key '{s}/lengths'", "row counts"),
+                      path, s, f"{s}/lengths", "row counts")
+    if (lengths < 1).any():
+        raise fail(path, s, f"key '{s}/lengths'", "row counts >= 1", int(lengths[lengths < 1][0]))
+    speakers = _vector(integers(npz.get(f"{s}/speakers", s), path, s, f"key '{s}/speakers'", "integer speaker ids"),
+                       path, s, f"{s}/speakers", "integer speaker ids")
+    raw = _vector(npz.get(f"{s}/labels", s), path, s, f"{s}/labels", "labels")
+    labels = (class_ids(raw, path, s, f"key '{s}/labels'") if signature.task == "classification"
+              else scores(raw, path, s, f"key '{s}/labels'"))
+    feats = {m: numbers(npz.get(f"{s}/{m}", s), path, s, f"key '{s}/{m}'", "numeric features")
+             for m in signature.modalities}
+    total = int(lengths.sum())
+    n_labels = total if level == "dialogue" else len(lengths)
+    checks = [("ids", len(ids), len(lengths)), ("speakers", len(speakers), total),
+              ("labels", len(labels), n_labels)] + [(m, len(x), total) for m, x in feats.items()]
+    for key, found, want in checks:
+        if found != want:
+            raise fail(path, s, f"key '{s}/{key}'", f"{want} rows (from '{s}/lengths')", found)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    convs = []
+    for j, cid in enumerate(ids.tolist()):
+        a, b = int(starts[j]), int(ends[j])
+        lab = labels[a:b] if level == "dialogue" else labels[j: j + 1]
+        convs.append(conversation(path, s, cid, {m: np.array(x[a:b], dtype=np.float32) for m, x in feats.items()},
+                                  speakers[a:b], lab, level, options.nan_to_zero))
+    return convs
 
 
 def load(path: Path, variant: str, options: FileOptions) -> Any:
-    """Read a plain ``.npz``; ``variant`` is ignored (the file carries its own signature)."""
+    """Read a plain ``.npz``; ``variant`` is ignored (the file carries its own signature).
+
+    Every member is read as a ``.npy`` without pickle (an object array is refused); a split other
+    than ``valid`` must hold conversations (an empty ``valid`` is carved from ``train``).
+    """
     if not path.is_file():
         raise NasmercError(f"{path}: file does not exist (expected a nasmerc .npz)")
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise NasmercError(f"{path}: not a readable .npz ({exc})") from None
-    with npz:
+    with zf:
+        npz = _Archive(zf, path)
+        written = npz.json("signature", "a data signature")
         try:
-            signature = DataSignature.from_dict(json.loads(str(_get(npz, "signature", path, None))))
-        except json.JSONDecodeError as exc:
-            raise fail(path, None, "signature", "a JSON data signature", str(exc)) from None
-        origin = json.loads(str(npz["config"])) if "config" in npz.files else {}
-        level = signature.level
-        splits = {}
-        for s in SPLITS:
-            ids = _get(npz, f"{s}/ids", path, s)
-            lengths = _get(npz, f"{s}/lengths", path, s).astype(np.int64)
-            speakers = _get(npz, f"{s}/speakers", path, s).astype(np.int64)
-            labels = _get(npz, f"{s}/labels", path, s)
-            feats = {m: _get(npz, f"{s}/{m}", path, s) for m in signature.modalities}
-            total = int(lengths.sum())
-            n_labels = total if level == "dialogue" else len(lengths)
-            checks = [("ids", len(ids), len(lengths)), ("speakers", len(speakers), total),
-                      ("labels", len(labels), n_labels)] + [(m, len(x), total) for m, x in feats.items()]
-            for key, found, want in checks:
-                if found != want:
-                    raise fail(path, s, f"key '{s}/{key}'", f"{want} rows (from '{s}/lengths')", found)
-            ends = np.cumsum(lengths)
-            starts = ends - lengths
-            convs = []
-            for j, cid in enumerate(ids.tolist()):
-                a, b = int(starts[j]), int(ends[j])
-                lab = labels[a:b] if level == "dialogue" else labels[j: j + 1]
-                convs.append(conversation(
-                    path, s, cid, {m: np.array(x[a:b], dtype=np.float32) for m, x in feats.items()},
-                    speakers[a:b], lab.astype(np.int64 if signature.task == "classification" else np.float32),
-                    level, options.nan_to_zero))
-            splits[s] = convs
+            signature = DataSignature.from_dict(written)
+        except NasmercError as exc:
+            raise NasmercError(f"{path}: {exc}") from None
+        origin = npz.json("config", "a mapping of where the data came from") if "config" in npz.files else {}
+        if not isinstance(origin, dict):
+            raise fail(path, None, "config", "a JSON object (where the data came from)", type(origin).__name__)
+        splits = {s: _split(npz, s, signature, path, options) for s in SPLITS}
     extra = {"origin": origin} if origin else {}
     return assemble(path, "plain", variant or "npz", options, signature, splits, extra)
