@@ -59,9 +59,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from nasmerc.registry import list_datasets, list_plugins, list_search_spaces, list_strategies
 
+    from nasmerc.protocols import PROTOCOLS
+
     for title, names in (("search spaces", list_search_spaces()), ("strategies", list_strategies()),
                          ("datasets", list_datasets()), ("training plug-ins", list_plugins())):
         print(f"{title}: {', '.join(names) if names else '(none registered yet)'}")
+    print("protocols (--protocol NAME):")
+    for protocol in PROTOCOLS.values():
+        print(f"  {protocol.summary()}")
     return 0
 
 
@@ -81,6 +86,23 @@ def _with_sinks(live: bool, fn: Callable[[list], object]) -> object:
     return fn(sinks)
 
 
+def _processes(args: argparse.Namespace, workers: int = 1) -> "object":
+    """Join torchrun's process group when started by it, and set torch's threads (``--threads``, by
+    default the cores shared among this machine's ranks or ``workers``); the world it returns."""
+    import torch
+
+    from nasmerc.train import distributed
+
+    world = distributed.setup(args.device or "auto")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise NasmercError(f"--threads {threads}: expected an integer >= 1")
+    torch.set_num_threads(threads or distributed.default_threads(world.local_size if world.distributed else workers))
+    if world.distributed and getattr(args, "resume", None) is not None:
+        raise NasmercError("--resume under torchrun: resume the run with one process, or start it again")
+    return world
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     import json
 
@@ -93,18 +115,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     shortcuts = [f"strategy.{key}={value}" for key, value in args.strategy_flags.items()]
     if args.nan_to_zero:
         shortcuts.append("data.nan_to_zero=true")
+    world = _processes(args, args.workers or 1)
     if args.resume is not None:
         from nasmerc.workflow import resume_search
 
         _resume_alone(args, ("space", "strategy", "data", "preset", "config", "set", "plugin", "fix", "epochs",
-                             "seed", "device", "workers", "out", "nan_to_zero"), bool(shortcuts))
+                             "seed", "device", "workers", "out", "nan_to_zero", "protocol"), bool(shortcuts))
         run_dir = _with_sinks(not args.no_dashboard, lambda sinks: resume_search(args.resume, sinks=sinks))
     else:
         run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
             args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config,
             sets=[*args.set, *shortcuts],
             fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers,
-            out=args.out, plugins=args.plugin, sinks=sinks))
+            out=args.out, plugins=args.plugin, protocol=args.protocol, sinks=sinks))
+    if not world.leader:  # rank 0 reports
+        return 0
     summary = json.loads((run_dir / "search.json").read_text())
     print(f"search {summary['space']}/{summary['strategy']} on {summary['data']}: best valid {summary['metric']} "
           f"{summary['best_valid']:.4f} (epoch {summary['best_epoch']}), {summary['wall_seconds']:.0f}s; "
@@ -133,7 +158,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.out:
         output_file("--out", args.out)
-    path, arch = export(args.run, args.out)
+    path, arch = export(args.run, args.out, args.format)
     for label, choice in arch.items():
         print(f"  {label}: {choice}")
     print(f"wrote {path}")
@@ -145,17 +170,26 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     from nasmerc.workflow import retrain
 
+    world = _processes(args)
     if args.resume is not None:
         from nasmerc.workflow import resume_retrain
 
-        _resume_alone(args, ("arch", "epochs", "set", "plugin", "seed", "device", "out"))
+        _resume_alone(args, ("arch", "epochs", "set", "plugin", "seed", "device", "out", "protocol"))
         run_dir = _with_sinks(not args.no_dashboard, lambda sinks: resume_retrain(args.resume, sinks=sinks))
     elif args.arch is None:
         raise NasmercError("retrain: expected an arch.yaml (or the run folder holding it), or --resume RUN")
     else:
         run_dir = _with_sinks(not args.no_dashboard, lambda sinks: retrain(
             args.arch, epochs=args.epochs, out=args.out, device=args.device, seed=args.seed, sets=args.set,
-            plugins=args.plugin, sinks=sinks))
+            plugins=args.plugin, protocol=args.protocol, sinks=sinks))
+    if not world.leader:
+        return 0
+    if not (run_dir / "metrics.json").exists():  # an IME protocol: one model per rate
+        for folder in sorted(run_dir.glob("rate-*")):
+            m = json.loads((folder / "metrics.json").read_text())
+            print(f"{folder.name}: best valid {m['metric']} {m['best_valid']:.4f} at epoch {m['best_epoch']}")
+        print(f"wrote one model per rate under {run_dir}\nnext: nasmerc evaluate {run_dir}")
+        return 0
     m = json.loads((run_dir / "metrics.json").read_text())
     print(f"retrained {m['parameters']:,} parameters for {m['epochs']} epochs in {m['wall_seconds']:.0f}s: "
           f"best valid {m['metric']} {m['best_valid']:.4f} at epoch {m['best_epoch']}")
@@ -164,10 +198,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nasmerc.data.missing import DEFAULT_RATES, parse_rates
+    from nasmerc.data.missing import parse_rates
     from nasmerc.evaluate import evaluate_run, format_evaluation
 
-    rates = parse_rates(args.rates) if args.rates is not None else DEFAULT_RATES
+    rates = parse_rates(args.rates) if args.rates is not None else None  # None: the run's protocol's sweep
     report = evaluate_run(args.run, rates, device=args.device, mask_seed=args.mask_seed, plot=args.plot)
     print(format_evaluation(report))
     return 0
@@ -215,6 +249,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from nasmerc.dashboard import follow
 
     follow(args.run, once=args.once, timeout=args.timeout)
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from nasmerc.study import format_state, study_state
+
+    print(format_state(study_state(args.storage, args.name)))
     return 0
 
 
@@ -286,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fix", action="append", default=[], metavar="LABEL=VALUE", help="fix a value choice")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of the search")
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
+    p.add_argument("--device", default=None, help="auto (default: CUDA when available, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="train N candidates at a time in worker processes (population strategies; default 1)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<time>-<space>-<strategy>)")
@@ -294,12 +335,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nan-to-zero", action="store_true", help="zero NaN / inf features of a file instead of refusing it")
     p.add_argument("--resume", default=None, metavar="RUN",
                    help="go on with a search that did not finish (killed, interrupted, failed), as if it never stopped")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch's threads per process (default: the cores shared among --workers or torchrun's ranks)")
+    p.add_argument("--protocol", default=None, metavar="NAME",
+                   help="a paper's training and evaluation protocol (see nasmerc list; default: default)")
     add_strategy_flags(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="derive the architecture of a search run again and write arch.yaml")
     p.add_argument("run", help="a search run folder")
-    p.add_argument("--out", default=None, metavar="FILE", help="where to write (default RUN/arch.yaml)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="where to write (default RUN/arch.yaml, or RUN/nni_arch.json with --format nni)")
+    p.add_argument("--format", default="yaml", choices=("yaml", "nni"),
+                   help="yaml: nasmerc's arch.yaml (default); nni: NNI's architecture dict as JSON (docs/nni.md), "
+                        "which nasmerc retrain also reads")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("retrain", help="train a found architecture from scratch")
@@ -308,10 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE")
     p.add_argument("--plugin", action="append", default=[], metavar="NAME", help="add a training plug-in")
     p.add_argument("--seed", type=int, default=None, help="default: the arch file's")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the arch file's)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the arch file's)")
     p.add_argument("--out", default=None, metavar="DIR", help="default: retrain/ beside the arch file")
     p.add_argument("--no-dashboard", action="store_true")
     p.add_argument("--resume", default=None, metavar="RUN", help="go on with a retrain run that did not finish")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch's threads per process (default: the cores shared among torchrun's ranks)")
+    p.add_argument("--protocol", default=None, metavar="NAME",
+                   help="a paper's protocol (default: the arch file's); an IME one trains a model per rate")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("evaluate", help="evaluate a trained model at every missing rate (UME)")
@@ -319,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", default=None, help="missing rates (default 0,0.1,...,0.7)")
     p.add_argument("--mask-seed", type=int, default=0)
     p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the metric against the missing rate")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="run a grid of searches over seeds; mean, spread and 95 % intervals against "
@@ -344,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="draw the current state once and exit")
     p.add_argument("--timeout", type=float, default=None, help="stop following after this many seconds")
     p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("study", help="a study that workers share: trials by state, best value and architecture, "
+                                     "workers seen")
+    p.add_argument("storage", metavar="URL", help="the workers' --storage: a database URL or journal:PATH")
+    p.add_argument("name", metavar="NAME", help="the workers' --study")
+    p.set_defaults(func=cmd_study)
     return parser
 
 
@@ -389,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+        from nasmerc.train.distributed import teardown
+
+        teardown()
 
 
 if __name__ == "__main__":

@@ -45,11 +45,22 @@ def share_of_oracle(metric: str, model_values: Sequence[float], oracle_values: S
     return o / m if m else float("nan")
 
 
-def report_suffix(rates: Sequence[float], mask_seed: int) -> str:
+def protocol_rates(model_path: Path) -> tuple[float, ...]:
+    """The evaluation sweep of the protocol a model was trained under (``nasmerc.protocols``), read from
+    the ``config.yaml`` beside its ``model.pt``; the default sweep when there is none."""
+    from nasmerc.protocols import PROTOCOLS
+    from nasmerc.runs import CONFIG_FILE, read_yaml
+
+    config = model_path.parent / CONFIG_FILE
+    name = read_yaml(config, "a run's config.yaml").get("protocol", "default") if config.exists() else "default"
+    return PROTOCOLS[name].sweep if name in PROTOCOLS else DEFAULT_RATES
+
+
+def report_suffix(rates: Sequence[float], mask_seed: int, sweep: Sequence[float] = DEFAULT_RATES) -> str:
     """What names an evaluation other than the default one: ``""`` for the default sweep with masks
     seeded 0, else ``rates-0-0.5`` and / or ``seed-3`` (a long list of rates by its count and a hash)."""
     parts = []
-    if tuple(rates) != tuple(DEFAULT_RATES):
+    if tuple(rates) != tuple(sweep):
         listed = "-".join(f"{r:g}" for r in rates)
         parts.append(f"rates-{listed}" if len(listed) <= 60 else
                      f"rates-{len(rates)}-{hashlib.sha1(listed.encode()).hexdigest()[:8]}")
@@ -64,8 +75,51 @@ def suffixed(path: str | Path, suffix: str) -> Path:
     return path.with_name(f"{path.stem}-{suffix}{path.suffix}") if suffix else path
 
 
-def evaluate_run(run: str, rates: Sequence[float] = DEFAULT_RATES, *, device: str = "cpu", mask_seed: int = 0,
-                 plot: str | None = None) -> dict[str, Any]:
+def ime_models(run: str | Path) -> dict[float, Path]:
+    """The models of an IME run folder (``nasmerc retrain --protocol rmnas``): ``rate-R/`` -> R."""
+    out = {}
+    for folder in sorted(Path(run).glob("rate-*")):
+        try:
+            rate = float(folder.name[len("rate-"):])
+        except ValueError:
+            continue
+        if (folder / "model.pt").exists():
+            out[rate] = folder
+    return dict(sorted(out.items()))
+
+
+def evaluate_ime(run: str, *, device: str = "auto", mask_seed: int = 0, plot: str | None = None) -> dict[str, Any]:
+    """Independent-model evaluation (ITEACH-Net sec. 'Evaluation'): each model of an IME run folder at its
+    own rate alone; the report (``evaluation.json`` of the run folder) has the same shape as a UME one."""
+    models = ime_models(run)
+    parts = {rate: evaluate_run(str(folder), [rate], device=device, mask_seed=mask_seed, protocol_sweep=False)
+             for rate, folder in models.items()}
+    rates = list(parts)
+    first = parts[rates[0]]
+    report: dict[str, Any] = {**{k: first[k] for k in ("space", "arch", "data", "split", "metric")},
+                              "model": str(run), "protocol": "IME", "mask_seed": mask_seed, "rates": rates}
+    for name in ("model", "oracle", "context_free_oracle", "learnable_oracle"):
+        if f"{name}_metrics" in first:
+            per_rate = {str(r): parts[r][f"{name}_metrics"][str(r)] for r in rates}
+            report[f"{name}_metrics"], report[f"{name}_auilc"] = per_rate, _auilc(rates, per_rate)
+    key = report["metric"]
+    model_values = [report["model_metrics"][str(r)][key] for r in rates]
+    if "oracle_metrics" in report:
+        report["share_of_oracle"] = share_of_oracle(key, model_values,
+                                                    [report["oracle_metrics"][str(r)][key] for r in rates])
+        report["share_of_learnable"] = share_of_oracle(
+            key, model_values, [report["learnable_oracle_metrics"][str(r)][key] for r in rates])
+    report["mean"] = {k: float(np.mean([report["model_metrics"][str(r)][k] for r in rates]))
+                      for k in report["model_metrics"][str(rates[0])]}
+    out = write_json(Path(run) / EVALUATION_FILE, report)
+    report["written"] = str(out)
+    if plot is not None:
+        report["plot"] = str(plot_sweep(report, str(checks.output_file("--plot", plot))))
+    return report
+
+
+def evaluate_run(run: str, rates: Sequence[float] | None = None, *, device: str = "auto", mask_seed: int = 0,
+                 plot: str | None = None, protocol_sweep: bool = True) -> dict[str, Any]:
     """Evaluate the run's ``model.pt`` at every rate and write the report beside it.
 
     The default sweep (``DEFAULT_RATES``, masks seeded 0) writes ``evaluation.json``. Other rates or
@@ -77,14 +131,17 @@ def evaluate_run(run: str, rates: Sequence[float] = DEFAULT_RATES, *, device: st
     """
     from nasmerc.workflow import load_model
 
-    rates = [check_rate(r) + 0.0 for r in rates]  # + 0.0: -0.0 is 0.0
+    if rates is None and not Path(run, "model.pt").exists() and ime_models(run):
+        return evaluate_ime(run, device=device, mask_seed=mask_seed, plot=plot)
+    sweep = protocol_rates(find_model(run)) if protocol_sweep else DEFAULT_RATES
+    rates = [check_rate(r) + 0.0 for r in (sweep if rates is None else rates)]  # + 0.0: -0.0 is 0.0
     if not rates:
         raise NasmercError("rates: expected at least one missing rate")
     repeated = sorted({r for r in rates if rates.count(r) > 1})
     if repeated:
         raise NasmercError(f"rates {rates}: {repeated[0]} repeats (expected distinct rates)")
     checks.at_least("evaluate", 0, mask_seed=mask_seed)
-    suffix = report_suffix(rates, mask_seed)
+    suffix = report_suffix(rates, mask_seed, sweep)
     plot_path = None
     if plot is not None:  # the path given, then the one written (the same folder)
         checks.output_file("--plot", plot)
@@ -151,7 +208,8 @@ def format_evaluation(report: dict[str, Any]) -> str:
             row += [report["oracle_auilc"][key], *([report["learnable_oracle_auilc"][key]] if has_learnable else []),
                     report["context_free_oracle_auilc"][key]]
         rows.append(row)
-    lines = [f"unified-model evaluation of {report['model']} on the test split (masks seeded {report['mask_seed']})",
+    kind = "independent-model (one model per rate)" if report.get("protocol") == "IME" else "unified-model"
+    lines = [f"{kind} evaluation of {report['model']} on the test split (masks seeded {report['mask_seed']})",
              table(headers, rows)]
     mean = report["mean"][key]
     if has_oracle:

@@ -3,8 +3,10 @@
 Every event has a ``type`` and a wall-clock ``time`` (seconds since the epoch). Kinds emitted now:
 
 - ``run_start``: ``command``, ``space``, ``strategy``, ``epochs``, ``n_batches`` (per epoch),
-  ``data``, ``seed``, ``metric`` (the validation metric selected on) and ``higher_is_better``;
-- ``batch``: ``epoch``, ``batch``, ``n_batches``, ``loss`` (every training step);
+  ``data``, ``seed``, ``device`` (as asked: ``auto`` resolves to CUDA when available), ``protocol``,
+  ``metric`` (the validation metric selected on) and ``higher_is_better``;
+- ``batch``: ``epoch``, ``batch``, ``n_batches`` (every training step; no loss: reading it would make
+  the host wait for the device every step, so losses come with the epoch);
 - ``epoch``: ``epoch``, ``epochs``, ``train_loss``, ``valid_loss``, ``valid`` (metrics dict),
   ``metric``, ``value``, ``best``, ``best_epoch``, ``missing_rate``, ``losses`` (each named term),
   ``elapsed``;

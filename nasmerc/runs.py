@@ -26,6 +26,7 @@ seed, its saved work restored instead of done again (``nasmerc.nas.evaluator``,
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -45,6 +46,7 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import EventSink, Events, JsonlSink
 from nasmerc.io import write_json, write_yaml
 from nasmerc.spec import RunSpec
+from nasmerc.train import distributed
 from nasmerc.train.checkpoint import RESUME_FILE, read_resume
 
 CONFIG_FILE = "config.yaml"
@@ -318,6 +320,19 @@ class Run:
 
 
 @contextmanager
+def _scratch(command: str) -> Iterator[Path]:
+    """A private folder for what a rank other than 0 would write, removed afterwards."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=f"nasmerc-{command}-rank{distributed.current().rank}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
 def open_run(out: str | None, default_name: str, command: str, spec: RunSpec, sinks: Sequence[EventSink] = (),
              *, n_batches: int, extra_config: Mapping[str, Any] | None = None,
              resume: bool = False) -> Iterator[Run]:
@@ -329,6 +344,16 @@ def open_run(out: str | None, default_name: str, command: str, spec: RunSpec, si
     where the saved work ends (:func:`cut_events`) and marked ``run_resume``, and the events the replay
     emits again are not written twice. A run that finishes removes its checkpoints.
     """
+    with contextlib.ExitStack() as stack:
+        if not distributed.current().leader:  # under torchrun rank 0 writes the run folder (nasmerc.train.distributed)
+            out, sinks, resume = str(stack.enter_context(_scratch(command)) / "run"), (), False
+        yield stack.enter_context(_open_run(out, default_name, command, spec, sinks, n_batches=n_batches,
+                                            extra_config=extra_config, resume=resume))
+
+
+@contextmanager
+def _open_run(out: str | None, default_name: str, command: str, spec: RunSpec, sinks: Sequence[EventSink],
+              *, n_batches: int, extra_config: Mapping[str, Any] | None, resume: bool) -> Iterator[Run]:
     if resume:
         path = Path(out or "")
         lock = RunLock(path, command)
@@ -356,6 +381,7 @@ def open_run(out: str | None, default_name: str, command: str, spec: RunSpec, si
     else:
         events.emit("run_start", command=command, space=spec.space,
                     strategy=spec.strategy if command == "search" else command, data=spec.data, seed=spec.seed,
+                    device=spec.device, protocol=spec.protocol,
                     epochs=spec.train.epochs, n_batches=n_batches, run=str(path), metric=metric,
                     higher_is_better=metrics.HIGHER_IS_BETTER[metric])
     try:

@@ -36,10 +36,15 @@ class RunSpec:
     strategy_config: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     workers: int = 1
+    protocol: str = "default"
+    """The named protocol the training settings came from (``nasmerc.protocols``)."""
 
     def __post_init__(self) -> None:
+        from nasmerc.protocols import get_protocol
+
+        get_protocol(self.protocol)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise NasmercError(f"seed={self.seed!r}: expected an integer in [0, 2**32)")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
@@ -76,7 +81,7 @@ class RunSpec:
         values: dict[str, Any] = {}
         for key in known & set(d):
             value = d[key]
-            if key in ("space", "preset", "data", "strategy", "device"):
+            if key in ("space", "preset", "data", "strategy", "device", "protocol"):
                 if not isinstance(value, str):
                     raise NasmercError(f"{where}: {key!r} must be a name, found {value!r}")
             elif key in ("space_config", "data_overrides", "strategy_config", "fixed"):

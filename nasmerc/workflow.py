@@ -26,16 +26,19 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import EventSink
 from nasmerc.io import write_json, write_torch
 from nasmerc.nas.choices import named_arch
+from nasmerc.nas import nni_format
 from nasmerc.nas.evaluator import Evaluator
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, Strategy, require_something_to_search
 from nasmerc.outputs import count_parameters
 from nasmerc.registry import create_dataset, get_search_space, get_strategy
-from nasmerc.runs import (ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, open_run,
+from nasmerc.protocols import get_protocol
+from nasmerc.runs import (ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, new_run_dir, open_run,
                           read_process, read_yaml, run_status)
 from nasmerc.spec import RunSpec
+from nasmerc.train import distributed
 from nasmerc.train.plugins import make_plugins
-from nasmerc.train.trainer import TrainConfig, resolve_device
+from nasmerc.train.trainer import TrainConfig, check_training, resolve_device
 
 SECTIONS = ("train", "strategy", "data", "plugin")
 CONFIG_OTHERS = ("command", "data_config", "arch_file", "arch")
@@ -106,8 +109,9 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
            preset: str | None = None, config_file: str | None = None, sets: Sequence[str] = (),
            fixes: Sequence[str] = (), epochs: int | None = None, seed: int | None = None,
            device: str | None = None, workers: int | None = None, out: str | None = None,
-           plugins: Sequence[str] = (), sinks: Sequence[EventSink] = ()) -> Path:
-    """Run one search and write its run folder (see ``nasmerc.runs``)."""
+           plugins: Sequence[str] = (), protocol: str | None = None, sinks: Sequence[EventSink] = ()) -> Path:
+    """Run one search and write its run folder (see ``nasmerc.runs``). ``protocol`` names the training
+    settings (``nasmerc.protocols``; ``--set train.KEY`` still wins)."""
     base = (RunSpec.from_dict(load_yaml(config_file), f"config file {config_file!r}", others=CONFIG_OTHERS)
             if config_file else RunSpec())
     sections = split_sets(sets)
@@ -115,6 +119,8 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
                                            ("device", device), ("workers", workers)) if v is not None})
     data_overrides = {**spec.data_overrides, **sections.data}
     fixed = {**spec.fixed, **parse_fixes(fixes)}
+    if protocol is not None:
+        spec = spec.with_(protocol=get_protocol(protocol).name, train=get_protocol(protocol).train_config(spec.train))
     train_cfg = train_config(spec.train, sections.train, plugins, epochs)
     resolve_device(spec.device)
     dataset = create_dataset(spec.data, data_overrides)
@@ -136,6 +142,7 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
 
 def check_search(spec: RunSpec, dataset: ConversationDataset, space_obj: SearchSpace, strategy_obj: Strategy) -> None:
     """Everything a search checks before its run folder is touched."""
+    check_training(spec.train, dataset.signature)
     make_plugins(spec.train.plugins, spec.train.plugin_options, dataset.signature)
     space_obj.check_fixed(spec.fixed)
     require_something_to_search(strategy_obj, space_obj, spec.fixed)
@@ -179,7 +186,7 @@ def run_search(spec: RunSpec, dataset: ConversationDataset, space_obj: SearchSpa
                out: str | None, sinks: Sequence[EventSink], resume: bool = False) -> Path:
     """The search of a checked record, in a new run folder or resumed in ``out``."""
     strategy_name = spec.strategy
-    torch_device = resolve_device(spec.device)
+    torch_device = resolve_device(distributed.rank_device(spec.device, distributed.current()))
     with open_run(out, f"{spec.space}-{strategy_name}", "search", spec, sinks, n_batches=n_batches(dataset, spec.train),
                   extra_config={"data_config": dataset.config}, resume=resume) as run:
 
@@ -205,11 +212,14 @@ def run_search(spec: RunSpec, dataset: ConversationDataset, space_obj: SearchSpa
     return run.path
 
 
-def export(run: str, out: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """Derive the architecture again from a search run's files and write it as ``arch.yaml``.
+def export(run: str, out: str | None = None, fmt: str = "yaml") -> tuple[Path, dict[str, Any]]:
+    """Derive the architecture again from a search run's files and write it as ``arch.yaml``, or with
+    ``fmt="nni"`` as NNI's architecture dict (``nni_arch.json``, ``nasmerc.nas.nni_format``).
 
     Returns the file and the architecture with input indices shown by name.
     """
+    if fmt not in ("yaml", "nni"):
+        raise NasmercError(f"export: --format {fmt!r}: expected yaml or nni")
     run_dir = Path(run)
     if not run_dir.is_dir():
         raise NasmercError(f"{run}: no such run folder")
@@ -225,9 +235,30 @@ def export(run: str, out: str | None = None) -> tuple[Path, dict[str, Any]]:
             raise NasmercError(f"{run}: the strategy keeps no files to derive from and there is no {ARCH_FILE}")
         arch = previous.arch
     arch = space_obj.canonical(arch)
+    if fmt == "nni":
+        target = Path(out) if out else run_dir / nni_format.NNI_ARCH_FILE
+        write_json(target, nni_format.to_nni(arch, space_obj.choices(spec.fixed)))
+        return target, named_arch(space_obj.choices(spec.fixed), arch)
     target = Path(out) if out else run_dir / ARCH_FILE
     ArchFile(spec, arch, previous.search if previous else {}).write(target)
     return target, named_arch(space_obj.choices(spec.fixed), arch)
+
+
+def read_arch(arch_path: str) -> ArchFile:
+    """An ``arch.yaml`` (or the run folder holding it), or an NNI architecture dict (a ``.json`` file,
+    ``nasmerc.nas.nni_format``) converted with the run record of the ``arch.yaml`` beside it."""
+    if not nni_format.is_nni_file(arch_path):
+        return ArchFile.read(arch_path)
+    beside = Path(arch_path).parent / ARCH_FILE
+    if not beside.exists():
+        raise NasmercError(f"{arch_path}: an NNI architecture dict is read with the run record of its search: "
+                           f"expected {beside} (put the file in the search's run folder)")
+    record = ArchFile.read(beside)
+    space_obj = space_of(record.spec, record.spec.signature)
+    fixed = record.spec.fixed
+    arch = nni_format.from_nni({**fixed, **nni_format.read_nni_file(arch_path)}, space_obj.choices(fixed),
+                               space_obj.inactive(fixed), source=str(arch_path))
+    return ArchFile(record.spec, space_obj.canonical(arch), {"nni_file": str(arch_path)})
 
 
 def save_model(run_dir: Path, model: torch.nn.Module, spec: RunSpec, arch: dict[str, Any],
@@ -240,17 +271,31 @@ def save_model(run_dir: Path, model: torch.nn.Module, spec: RunSpec, arch: dict[
 
 def retrain(arch_path: str, *, epochs: int | None = None, out: str | None = None, device: str | None = None,
             seed: int | None = None, sets: Sequence[str] = (), plugins: Sequence[str] = (),
-            sinks: Sequence[EventSink] = ()) -> Path:
-    """Build the fixed model of ``arch_path`` from scratch, train it and write ``model.pt`` and ``metrics.json``."""
-    af = ArchFile.read(arch_path)
+            protocol: str | None = None, sinks: Sequence[EventSink] = ()) -> Path:
+    """Build the fixed model of ``arch_path`` from scratch, train it and write ``model.pt`` and ``metrics.json``.
+
+    Under an IME protocol (``--protocol rmnas``, ``micga``) one model is trained per rate of its sweep,
+    at that rate alone, each in its own folder ``rate-R`` of the run folder (``nasmerc evaluate`` of the
+    run folder judges each at its own rate)."""
+    af = read_arch(arch_path)
     sections = split_sets(sets)
     if sections.space or sections.strategy or sections.data:
         raise NasmercError("retrain: only --set train.KEY=VALUE and plugin.NAME.KEY=VALUE apply "
                            "(the space and data are fixed by the arch file)")
-    spec = af.spec.with_(train=train_config(af.spec.train, sections.train, plugins, epochs),
-                         **{k: v for k, v in (("seed", seed), ("device", device)) if v is not None})
+    chosen = get_protocol(protocol) if protocol is not None else None
+    base = af.spec if chosen is None else af.spec.with_(protocol=chosen.name, train=chosen.train_config(af.spec.train))
+    spec = base.with_(train=train_config(base.train, sections.train, plugins, epochs),
+                      **{k: v for k, v in (("seed", seed), ("device", device)) if v is not None})
     arch_dir = Path(arch_path) if Path(arch_path).is_dir() else Path(arch_path).parent
-    return run_retrain(spec, af.arch, str(arch_path), out if out is not None else str(arch_dir / "retrain"), sinks)
+    folder = out if out is not None else str(arch_dir / "retrain")
+    if chosen is None or chosen.evaluation != "ime":
+        return run_retrain(spec, af.arch, str(arch_path), folder, sinks)
+    specs = {rate: spec.with_(train=train_config(chosen.at_rate(rate).train_config(base.train), sections.train,
+                                                 plugins, epochs)) for rate in chosen.sweep}
+    root = new_run_dir(folder, "ime")
+    for rate, one in specs.items():
+        run_retrain(one, af.arch, str(arch_path), str(root / f"rate-{rate:g}"), sinks)
+    return root
 
 
 def resume_retrain(run: str, *, sinks: Sequence[EventSink] = ()) -> Path:
@@ -268,7 +313,8 @@ def run_retrain(spec: RunSpec, arch: dict[str, Any], arch_file: str, out: str, s
                 resume: bool = False) -> Path:
     """The training of a checked record's ``arch``, in a new run folder or resumed in ``out``."""
     dataset = load_data(spec, what=arch_file)
-    torch_device = resolve_device(spec.device)
+    torch_device = resolve_device(distributed.rank_device(spec.device, distributed.current()))
+    check_training(spec.train, dataset.signature)
     make_plugins(spec.train.plugins, spec.train.plugin_options, dataset.signature)
     evaluator = Evaluator(space_of(spec, dataset.signature), dataset, spec.train, device=torch_device, seed=spec.seed)
     model = evaluator.build(arch)

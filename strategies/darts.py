@@ -36,6 +36,7 @@ from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, derive_from_weights, require_fixed_values
 from nasmerc.outputs import count_parameters
+from nasmerc.train.distributed import average_gradients
 from nasmerc.train.trainer import Trainer, TrainHook
 
 ALPHA_FILE = "alpha.pt"
@@ -182,6 +183,7 @@ class DartsHook(TrainHook):
             grads = torch.autograd.grad(loss, list(self.arch.parameters()))
             for p, g in zip(self.arch.parameters(), grads):
                 p.grad = g
+        average_gradients(self.arch.parameters())  # under torchrun: the same alpha on every rank
         self.optimizer.step()
 
     def _second_order(self, trainer: Trainer, train_batch: Batch, val_batch: Batch) -> None:

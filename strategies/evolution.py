@@ -32,6 +32,33 @@ hall-of-fame architecture). Diversity is the mean over genes of: for a categoric
 of distinct values in the population, ``(distinct - 1) / (min(population, categories) - 1)``; for a
 float gene, its standard deviation over half its range, capped at 1. It is 0 when the population
 has converged to one genome and 1 when every gene is as varied as it can be.
+
+**Through a study** (``storage``, ``study``; see ``nasmerc.nas.storage`` and ``nasmerc.study`` for
+how workers claim, beat and retry trials). ``nasmerc search --strategy evolution --storage URL --study
+NAME`` on many machines runs one evolution. DEAP still selects, crosses and mutates, in every worker:
+each holds a replica of the algorithm (same seed, same operators, generation 1 made at start), and
+the study holds what the replicas must agree on:
+
+- every individual to evaluate is a trial with user attributes ``slot`` (its evaluation number
+  ``n``, trained with seed ``seed + n``, as one process numbers them), ``generation``, ``genome``
+  and ``arch``, and once told its value;
+- a generation is closed when all its slots are done (a lost one gets the worst fitness). Every
+  replica then closes it (hall of fame, ``generation`` event) and breeds the next from the same
+  fitnesses, so every worker holds the same next generation, and checks each enqueued genome
+  against its own;
+- *who enqueues it*: after each generation's individuals the study holds a **breeding slot**, a
+  ``WAITING`` trial with role ``breed`` whose ``slot`` is the next generation's first. A worker claims
+  it only once its replica has closed the generation before, and a claim is exclusive (one worker
+  moves a trial to ``RUNNING``). The claimer enqueues the new generation's other individuals (those
+  not there yet: a breeder that died half way may have enqueued some) and the next breeding slot;
+  then the breeding slot itself becomes the generation's first individual, which it trains.
+  Generation 1 is bred the same way from the breeding slot the study's creator enqueues. A breeder
+  that dies is retried like any trial: its slot comes back ``WAITING`` for another worker.
+
+Each worker's run folder gets the hall of fame's best, and the study's trials, values and best are
+those of one process with the same seed. A breeding slot whose generations bring no new individual
+up to the last is ended ``FAIL`` with role ``unused``. Without ``study`` the study is named
+``nasmerc`` and must not exist yet (one worker).
 """
 
 from __future__ import annotations
@@ -39,17 +66,24 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
+
+from pathlib import Path
 
 import numpy as np
 from deap import base, tools
 
 from nasmerc import checks
+from nasmerc.config import plain
+from nasmerc.errors import NasmercError
+from nasmerc.nas import storage
 from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, decode, encode, genes,
                                     sample_genome, search_result)
+from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
+from nasmerc.study import StudyProposer, individuals, is_individual, slot_records, slot_states
 
 
 @dataclass(frozen=True)
@@ -65,6 +99,9 @@ class EvolutionConfig:
     mut_prob: float = 0.3
     mut_sigma: float = 0.1
     warm_start: bool = True
+    storage: str = ""
+    study: str = ""
+    heartbeat: int = 10
 
     def __post_init__(self) -> None:
         where = "strategy 'evolution'"
@@ -74,6 +111,7 @@ class EvolutionConfig:
         checks.probability(where, cx_prob=self.cx_prob, mut_prob=self.mut_prob)
         checks.non_negative(where, mut_sigma=self.mut_sigma)
         checks.at_least(where, 0, finalists=self.finalists)
+        storage.check_storage_value(where, self.storage, self.study, self.heartbeat)
 
 
 def _groups(layout: Sequence[Gene]) -> dict[int, list[int]]:
@@ -187,6 +225,11 @@ class EvolutionProposer(Proposer):
     def ask(self, n: int) -> list[Proposal]:
         """The next generation's individuals whose genome changed (all of generation 1); the generation
         before is closed first."""
+        return [Proposal(decode(ind, self.specs, self.fixed), {"generation": self.generation}, ref=ind)
+                for ind in self.next_generation()]
+
+    def next_generation(self) -> list:
+        """Close the generation before (if any) and make the next one; its individuals to evaluate."""
         if self.generation:
             self._close_generation()
         self.generation += 1
@@ -197,8 +240,7 @@ class EvolutionProposer(Proposer):
             self.population = self._breed(self.population)
         fresh = [ind for ind in self.population if not ind.fitness.valid]
         self.evaluations = len(fresh)
-        return [Proposal(decode(ind, self.specs, self.fixed), {"generation": self.generation}, ref=ind)
-                for ind in fresh]
+        return fresh
 
     def _named_genomes(self) -> list:
         """With ``warm_start``, generation 1 begins with the space's named architectures (the hand-designed
@@ -242,10 +284,137 @@ class EvolutionProposer(Proposer):
                              mean=record["mean"], diversity=div, best_genome=decode(self.hof[0], self.specs, self.fixed))
 
     def result(self, log: TrialLog) -> SearchResult:
-        self._close_generation()
-        logbook = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in self.logbook]
+        logbook = self.last_generation()
         return search_result(self.ctx.space, self.ctx.fixed, log, best_epoch=self.best_generation,
                              trial=self.hof[0].trial, logbook=logbook, best_genome=list(self.hof[0]))
+
+    def last_generation(self) -> list[dict[str, Any]]:
+        """Close the last generation; the logbook as plain records."""
+        self._close_generation()
+        return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in self.logbook]
+
+
+class SharedEvolutionProposer(StudyProposer):
+    """The genetic algorithm over a study that workers share (see the module docstring): a replica of
+    the algorithm in every worker, generations enqueued by whoever claims their breeding slot."""
+
+    def __init__(self, ctx: SearchContext, strategy: "Evolution") -> None:
+        import optuna
+
+        cfg: EvolutionConfig = strategy.config
+        self.cfg = cfg
+        self.replica = EvolutionProposer(ctx, cfg)
+        self.fresh = self.replica.next_generation()  # generation 1, the same in every worker
+        self.first = 0  # the slot of self.fresh[0]
+        self.finished = False
+        self.worst = float("-inf") if ctx.evaluator.higher_is_better else float("inf")
+        if ctx.resuming and cfg.storage == "journal":  # made again by the replay, as TPE's
+            (Path(ctx.run_dir) / storage.JOURNAL_FILE).unlink(missing_ok=True)
+        direction = "maximize" if ctx.evaluator.higher_is_better else "minimize"
+        study = storage.SharedStudy(
+            ctx, where="strategy 'evolution'", storage=cfg.storage, name=cfg.study or storage.DEFAULT_STUDY,
+            join=bool(cfg.study), heartbeat=cfg.heartbeat,
+            setup=storage.setup_of(ctx, "evolution", strategy.config_dict()),
+            populate=lambda study: study.enqueue(slot=0, role="breed"), directions=[direction],
+            sampler=optuna.samplers.RandomSampler(seed=ctx.seed))
+        super().__init__(ctx, study, 0)
+
+    def _advance(self, trials: Sequence[Any]) -> None:
+        """Bring the replica up to the study: close every generation whose slots are all done or lost
+        (a lost individual gets the worst fitness) and breed the next, as one process would."""
+        states, records = slot_states(trials), slot_records(trials)
+        genomes = {int(t.user_attrs["slot"]): t.user_attrs.get("genome") for t in individuals(trials)}
+        while not self.finished:
+            slots = range(self.first, self.first + len(self.fresh))
+            if any(states.get(slot) not in ("done", "lost") for slot in slots):
+                return
+            for slot, ind in zip(slots, self.fresh):
+                if genomes.get(slot) is not None and list(genomes[slot]) != list(ind):
+                    raise NasmercError(f"strategy 'evolution': study {self.shared.name!r}: trial {slot + 1} holds "
+                                       f"genome {genomes[slot]}, this worker's generation {self.replica.generation} "
+                                       f"has {list(ind)}: were the workers started with other settings?")
+                record = records.get(slot)
+                ind.fitness.values = (record["value"] if record is not None else self.worst,)
+                ind.trial = slot + 1
+            if self.replica.generation == self.cfg.generations:
+                self.finished = True
+                return
+            self.first += len(self.fresh)
+            self.fresh = self.replica.next_generation()
+
+    def done(self) -> bool:
+        self.shared.fail_stale()
+        trials = self.shared.trials()
+        self._advance(trials)
+        if self.finished:  # breeding slots of generations that had no new individual
+            for frozen in trials:
+                if frozen.state.name == "WAITING" and frozen.user_attrs.get("role") == "breed":
+                    trial = self.shared.claim(frozen)
+                    if trial is not None:
+                        self.shared.discard(trial)
+        return self.finished
+
+    def ask(self, n: int) -> list[Proposal]:
+        self.shared.fail_stale()
+        trials = self.shared.trials()
+        self._advance(trials)
+        proposals = self._claim(trials, n)
+        if not proposals and not self.finished and self.fresh:
+            for frozen in trials:
+                if frozen.state.name == "WAITING" and frozen.user_attrs.get("role") == "breed" \
+                        and int(frozen.user_attrs["slot"]) == self.first:
+                    trial = self.shared.claim(frozen)
+                    if trial is not None:
+                        proposals = [self._breed_into(trial, trials)]
+                        proposals += self._claim(self.shared.trials(), n - 1)
+                    break
+        if not proposals:
+            self.shared.pause()
+        return proposals
+
+    def _claim(self, trials: Sequence[Any], n: int) -> list[Proposal]:
+        out: list[Proposal] = []
+        for frozen in trials:
+            if len(out) >= n:
+                break
+            if frozen.state.name == "WAITING" and is_individual(frozen):
+                trial = self.shared.claim(frozen)
+                if trial is not None:
+                    out.append(self.propose(trial, dict(frozen.user_attrs)))
+        return out
+
+    def _attrs(self, j: int) -> dict[str, Any]:
+        ind = self.fresh[j]
+        return {"slot": self.first + j, "role": "individual", "generation": self.replica.generation,
+                "arch": plain(decode(ind, self.replica.specs, self.replica.fixed)), "genome": list(ind)}
+
+    def _breed_into(self, trial: Any, trials: Sequence[Any]) -> Proposal:
+        """Enqueue this generation's individuals (those not there yet: a breeder that died may have
+        enqueued some) and the next generation's breeding slot; ``trial`` becomes the first individual."""
+        present = {(int(t.user_attrs["slot"]), t.user_attrs.get("role")) for t in trials if "slot" in t.user_attrs}
+        for j in range(1, len(self.fresh)):
+            if (self.first + j, "individual") not in present:
+                self.shared.enqueue(**self._attrs(j))
+        after = self.first + len(self.fresh)
+        if self.replica.generation < self.cfg.generations and not any(slot == after for slot, _ in present):
+            self.shared.enqueue(slot=after, role="breed")
+        attrs = self._attrs(0)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return self.propose(trial, attrs)
+
+    def propose(self, trial: Any, attrs: dict[str, Any]) -> Proposal:
+        slot = int(attrs["slot"])
+        return Proposal(dict(attrs["arch"]), {"generation": attrs["generation"], "study_trial": slot + 1}, ref=trial,
+                        index=slot)
+
+    def result(self, log: TrialLog) -> SearchResult:
+        """The hall of fame's best (the same in every worker, and as one process finds it)."""
+        logbook = self.replica.last_generation()
+        records = self.records()
+        best = records.get(self.replica.hof[0].trial - 1)
+        return super().result(log, best=best, best_epoch=self.replica.best_generation, logbook=logbook,
+                              best_genome=list(self.replica.hof[0]))
 
 
 class Evolution(PopulationStrategy):
@@ -253,7 +422,22 @@ class Evolution(PopulationStrategy):
 
     name = "evolution"
     Config = EvolutionConfig
-    shortcuts = ("population", "generations")
+    shortcuts = ("population", "generations", "storage", "study")
+
+    def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+        """An outside storage is opened before the run folder is made (see ``nasmerc.nas.storage``)."""
+        cfg: EvolutionConfig = self.config
+        storage.check_join("strategy 'evolution'", cfg.storage, cfg.study,
+                          storage.check_setup("evolution", space, fixed, self.config_dict()))
 
     def proposer(self, ctx: SearchContext) -> Proposer:
+        if self.config.storage:
+            return SharedEvolutionProposer(ctx, self)
         return EvolutionProposer(ctx, self.config)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as run files keep it: a storage password masked."""
+        return {**super().config_dict(), "storage": storage.masked(self.config.storage)}
+
+    def check_resume(self, run_dir: Path) -> None:
+        storage.refuse_resume(run_dir, self.config.storage, self.config.study)

@@ -4,17 +4,31 @@ The baseline every population strategy must beat (Li and Talwalkar, "Random sear
 reproducibility for NAS"). Every value / float choice not fixed by ``--fix`` is sampled too. Trial
 ``i`` is sampled from ``numpy.random.default_rng(seed)`` and trained with seed ``seed + i``, so the
 same seed gives the same architectures, values and best.
+
+``storage`` (empty by default: no study) keeps the trials in an Optuna study (``journal``,
+``journal:PATH`` or a database URL, as TPE's; ``nasmerc.nas.storage``), and ``study`` names one that
+workers on many machines share: ``nasmerc search --strategy random --storage URL --study NAME`` started
+on each of them (each with its own ``--out``) joins it. Whoever creates the study samples the
+``trials`` architectures from the seed, as one process would, and enqueues them; workers claim and
+train them, each with seed ``seed + i``, so the study ends with the trials, values and best of a
+search in one process. Without ``study`` the study is named ``nasmerc`` and must not exist yet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
 from nasmerc import checks
+from nasmerc.config import plain
+from nasmerc.nas import storage
 from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, sample_arch
+from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext
+from nasmerc.study import StudyProposer
 
 
 @dataclass(frozen=True)
@@ -22,10 +36,14 @@ class RandomConfig:
     trials: int = 8
     candidate_epochs: int = 3
     finalists: int = 0
+    storage: str = ""
+    study: str = ""
+    heartbeat: int = 10
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'random'", trials=self.trials, candidate_epochs=self.candidate_epochs)
         checks.at_least("strategy 'random'", 0, finalists=self.finalists)
+        storage.check_storage_value("strategy 'random'", self.storage, self.study, self.heartbeat)
 
 
 class RandomProposer(Proposer):
@@ -49,12 +67,48 @@ class RandomProposer(Proposer):
         """Nothing to learn: every sample is independent."""
 
 
+def study_proposer(ctx: SearchContext, strategy: "RandomSearch") -> Proposer:
+    """The proposer of a search whose trials live in a (shared) study (see the module docstring)."""
+    import optuna
+
+    cfg: RandomConfig = strategy.config
+    if ctx.resuming and cfg.storage == "journal":  # made again by the replay, as TPE's
+        (Path(ctx.run_dir) / storage.JOURNAL_FILE).unlink(missing_ok=True)
+
+    def populate(study: storage.SharedStudy) -> None:
+        sampler = RandomProposer(ctx, cfg.trials)
+        for slot in range(cfg.trials):
+            study.enqueue(slot=slot, arch=plain(sampler.ask(1)[0].arch))
+
+    direction = "maximize" if ctx.evaluator.higher_is_better else "minimize"
+    study = storage.SharedStudy(
+        ctx, where="strategy 'random'", storage=cfg.storage, name=cfg.study or storage.DEFAULT_STUDY,
+        join=bool(cfg.study), heartbeat=cfg.heartbeat, setup=storage.setup_of(ctx, "random", strategy.config_dict()),
+        populate=populate, directions=[direction], sampler=optuna.samplers.RandomSampler(seed=ctx.seed))
+    return StudyProposer(ctx, study, cfg.trials)
+
+
 class RandomSearch(PopulationStrategy):
     """Uniform sampling of whole architectures (see module docstring)."""
 
     name = "random"
     Config = RandomConfig
-    shortcuts = ("trials",)
+    shortcuts = ("trials", "storage", "study")
+
+    def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+        """An outside storage is opened before the run folder is made (see ``nasmerc.nas.storage``)."""
+        cfg: RandomConfig = self.config
+        storage.check_join("strategy 'random'", cfg.storage, cfg.study,
+                          storage.check_setup("random", space, fixed, self.config_dict()))
 
     def proposer(self, ctx: SearchContext) -> Proposer:
+        if self.config.storage:
+            return study_proposer(ctx, self)
         return RandomProposer(ctx, self.config.trials)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as run files keep it: a storage password masked."""
+        return {**super().config_dict(), "storage": storage.masked(self.config.storage)}
+
+    def check_resume(self, run_dir: Path) -> None:
+        storage.refuse_resume(run_dir, self.config.storage, self.config.study)

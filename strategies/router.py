@@ -59,6 +59,7 @@ from nasmerc.nas.specs import ChoiceSpec, OpSpec
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy, require_fixed_values
 from nasmerc.outputs import count_parameters
+from nasmerc.train.distributed import average_gradients
 from nasmerc.train.trainer import Trainer, TrainHook
 
 ROUTERS_FILE = "routers.pt"
@@ -223,6 +224,7 @@ class RouterHook(TrainHook):
         params = [p for p in self.routers.router_parameters() if p.grad is not None]
         if not params:
             return
+        average_gradients(params)  # under torchrun: the same routers on every rank
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(params, grad_clip)
         self.optimizer.step()

@@ -34,14 +34,27 @@ otherwise any Optuna database URL (``sqlite:///...``, ``postgresql://...``), ope
 given. A password in the URL is never written or printed: ``config.yaml`` and every message carry
 the URL with ``***`` in its place, and a URL read back with ``***`` (``--config``, ``--resume``)
 takes the password from the environment variable ``NASMERC_STORAGE_PASSWORD`` (PostgreSQL's own
-``PGPASSWORD`` and ``~/.pgpass`` work with a URL that names no password). The study is named ``nasmerc``; a storage that already holds a study of that name is refused
-(Optuna's ``DuplicatedStudyError``). The sampler is seeded with the run's seed; trial ``i`` trains with
-seed ``seed + i``. Optuna's log level is lowered to warnings for the search and restored after.
+``PGPASSWORD`` and ``~/.pgpass`` work with a URL that names no password; ``nasmerc.nas.storage``).
+Without ``study`` the study is named ``nasmerc``; a storage that already holds a study of that name
+is refused (Optuna's ``DuplicatedStudyError``). The sampler is seeded with the run's seed; trial ``i``
+trains with seed ``seed + i``. Optuna's log level is lowered to warnings for the search and restored
+after.
+
+``study``: a study that workers on many machines share (``--storage URL --study NAME`` on each, each
+with its own ``--out``; ``nasmerc.nas.storage`` says how trials are claimed, beaten and retried).
+Whoever creates it enqueues ``trials`` empty slots; a worker claims one and Optuna's sampler, seeded
+``seed + i`` for slot ``i``, suggests its architecture from every trial the study has finished so far,
+whichever worker trained it; the pruner compares with them too. The search ends when every slot is
+finished, and every worker's run folder gets the study's best. Which trials a suggestion sees depends
+on the workers' timing, so unlike random search and evolution a shared TPE study is not bit for bit
+that of one process.
 
 Resume (``--resume``): a study in the run folder is derived state, made again by replaying the
 trials from ``candidates.jsonl`` (``nasmerc.nas.evaluator``): the old ``optuna.db`` / journal is
 removed first, so a trial left RUNNING by a kill is simply asked again. A study on an outside storage
-is not resumed this way (its trials belong to the storage): such a resume is refused.
+is not resumed this way (its trials belong to the storage): such a resume is refused, and a killed
+worker of a shared study is started again with its own command (and a new ``--out``): it joins the
+study again, and the trial it was running is retried.
 
 With ``--workers N`` the proposer asks ``N`` trials at a time and the evaluator trains them in
 parallel; each is told its every epoch's value at the end, and pruning (which must stop a training
@@ -54,27 +67,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import os
-
 import optuna
 
 from nasmerc import checks, metrics
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_json
+from nasmerc.nas import storage
+from nasmerc.nas.storage import MASK, PASSWORD_VARIABLE, hide, masked, unmasked  # noqa: F401 (this module's API)
 from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, TrialLog, search_result
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
+from nasmerc.study import StudyProposer
 
 STUDY_FILE = "optuna.db"
-JOURNAL_FILE = "optuna.journal"
-STUDY_NAME = "nasmerc"
+JOURNAL_FILE = storage.JOURNAL_FILE
+STUDY_NAME = storage.DEFAULT_STUDY
 PARETO_FILE = "pareto.json"
 OBJECTIVES = ("metric", "params")
 PRUNERS = ("median", "none")
-MASK = "***"
-PASSWORD_VARIABLE = "NASMERC_STORAGE_PASSWORD"
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
@@ -109,6 +121,8 @@ class TPEConfig:
     pruner: str = "median"
     storage: str = ""
     objectives: tuple[str, ...] = ("metric",)
+    study: str = ""
+    heartbeat: int = 10
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'tpe'", trials=self.trials, candidate_epochs=self.candidate_epochs,
@@ -117,10 +131,7 @@ class TPEConfig:
         check_objectives(self.objectives)
         if self.pruner not in PRUNERS:
             raise NasmercError(f"strategy 'tpe': pruner={self.pruner!r}: expected one of {', '.join(PRUNERS)}")
-        journal = self.journal_path()
-        if journal is not None and not journal.parent.is_dir():
-            raise NasmercError(f"strategy 'tpe': storage journal:{journal}: the folder {str(journal.parent)!r} "
-                               "does not exist")
+        storage.check_storage_value("strategy 'tpe'", self.storage, self.study, self.heartbeat)
 
     @property
     def multi(self) -> bool:
@@ -128,11 +139,7 @@ class TPEConfig:
 
     def journal_path(self, run_dir: Path | None = None) -> Path | None:
         """The journal file of ``storage=journal[:PATH]`` (in ``run_dir`` for a bare ``journal``), else ``None``."""
-        if self.storage.startswith("journal:"):
-            return Path(self.storage[len("journal:"):])
-        if self.storage == "journal" and run_dir is not None:
-            return Path(run_dir) / JOURNAL_FILE
-        return None
+        return storage.journal_path(self.storage, run_dir)
 
 
 class PruneReporter:
@@ -174,70 +181,29 @@ def suggest_arch(trial: optuna.trial.BaseTrial, specs: Sequence[ChoiceSpec], fix
 
 def open_storage(cfg: TPEConfig, run_dir: Path) -> optuna.storages.BaseStorage:
     """The study's storage: ``optuna.db`` in the run folder, a journal file, or the URL as Optuna opens it."""
-    journal = cfg.journal_path(run_dir)
-    if journal is not None:
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-    url = unmasked(cfg.storage) if cfg.storage else f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
-    try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as exc:  # a bad URL, a missing driver, an unreachable server
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NasmercError(f"strategy 'tpe': storage {study_ref(cfg)!r}: {hide(message, url)}") from None
-
-
-def _url(storage: str) -> Any | None:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(storage)
-    except Exception:
-        return None
-
-
-def masked(storage: str) -> str:
-    """``storage`` with the password of a database URL replaced by ``***`` (journal paths as given)."""
-    url = _url(storage) if "://" in storage else None
-    if url is None or not url.password:
-        return storage
-    return url.render_as_string(hide_password=True)
-
-
-def unmasked(storage: str) -> str:
-    """``storage`` with a ``***`` password taken from ``NASMERC_STORAGE_PASSWORD``."""
-    url = _url(storage) if "://" in storage else None
-    if url is None or url.password != MASK:
-        return storage
-    password = os.environ.get(PASSWORD_VARIABLE)
-    if not password:
-        raise NasmercError(f"strategy 'tpe': storage {storage!r}: its password is not kept in run files; set "
-                           f"{PASSWORD_VARIABLE} (or use PGPASSWORD / ~/.pgpass with a URL without one)")
-    return url.set(password=password).render_as_string(hide_password=False)
-
-
-def hide(message: str, url: str) -> str:
-    """``message`` with the password of ``url`` (if any) replaced by ``***``."""
-    parsed = _url(url) if "://" in url else None
-    password = parsed.password if parsed is not None else None
-    return message.replace(str(password), MASK) if password else message
+    where = cfg.storage or f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
+    return storage.open_storage(where, Path(run_dir), "strategy 'tpe'")
 
 
 def study_ref(cfg: TPEConfig) -> str:
     """Where the study is, for ``search.json``: the file name, or the URL with its password hidden."""
-    if not cfg.storage:
-        return STUDY_FILE
-    if cfg.storage == "journal":
-        return JOURNAL_FILE
-    if cfg.storage.startswith("journal:"):
-        return cfg.storage[len("journal:"):]
-    url = _url(cfg.storage)
-    return url.render_as_string(hide_password=True) if url is not None else "<a database URL>"
+    return storage.storage_ref(cfg.storage) if cfg.storage else STUDY_FILE
 
 
 def duplicate_study(cfg: TPEConfig) -> str:
-    return (f"strategy 'tpe': storage {study_ref(cfg)!r} already holds a study {STUDY_NAME!r}: "
-            "use another storage, a fresh run folder, or delete that study")
+    return storage.duplicate_study("strategy 'tpe'", cfg.storage)
+
+
+def make_sampler(cfg: TPEConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE for one objective, NSGA-II for two (module docstring), seeded with ``seed``."""
+    if cfg.multi:
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.startup_trials)
+
+
+def directions(cfg: TPEConfig, higher: bool) -> list[str]:
+    direction = "maximize" if higher else "minimize"
+    return [direction if o == "metric" else "minimize" for o in cfg.objectives]
 
 
 class TPEProposer(Proposer):
@@ -260,13 +226,11 @@ class TPEProposer(Proposer):
         try:
             if cfg.multi:
                 self.study = optuna.create_study(
-                    storage=self.storage, sampler=optuna.samplers.NSGAIISampler(seed=ctx.seed),
-                    study_name=STUDY_NAME, pruner=pruner,
-                    directions=[direction if o == "metric" else "minimize" for o in cfg.objectives])
+                    storage=self.storage, sampler=make_sampler(cfg, ctx.seed),
+                    study_name=STUDY_NAME, pruner=pruner, directions=directions(cfg, self.higher))
             else:
                 self.study = optuna.create_study(
-                    storage=self.storage, sampler=optuna.samplers.TPESampler(seed=ctx.seed,
-                                                                             n_startup_trials=cfg.startup_trials),
+                    storage=self.storage, sampler=make_sampler(cfg, ctx.seed),
                     study_name=STUDY_NAME, pruner=pruner, direction=direction)
         except optuna.exceptions.DuplicatedStudyError:
             self.close()
@@ -310,31 +274,84 @@ class TPEProposer(Proposer):
     def result(self, log: TrialLog) -> SearchResult:
         if not self.cfg.multi:
             return search_result(self.ctx.space, self.ctx.fixed, log, study=study_ref(self.cfg))
-        pareto = self._pareto(log)
-        write_json(Path(self.ctx.run_dir) / PARETO_FILE, {"metric": self.metric, "objectives": list(self.cfg.objectives),
-                                                          "front": pareto})
-        summary = [{k: m[k] for k in ("trial", "value", "parameters")} for m in pareto]
-        return search_result(self.ctx.space, self.ctx.fixed, log, trial=pareto[0]["trial"], study=study_ref(self.cfg),
-                             objectives=list(self.cfg.objectives), pareto=summary, pareto_file=PARETO_FILE)
-
-    def _pareto(self, log: TrialLog) -> list[dict[str, Any]]:
-        """The Pareto front, best metric first (fewest parameters on a tie); log record = trial number + 1."""
-        members = []
-        for t in self.study.best_trials:
-            record = log.trials[t.number]
-            members.append({"trial": record["trial"], "arch": record["arch"], "value": record["value"],
-                            "parameters": int(record["parameters"])})
-        if not members:
-            raise NasmercError("the search completed no candidate: expected at least one trial")
-        members.sort(key=lambda m: (-m["value"] if self.higher else m["value"], m["parameters"], m["trial"]))
-        return members
+        pareto = write_pareto(self.ctx, self.cfg, [log.trials[t.number] for t in self.study.best_trials])
+        return search_result(self.ctx.space, self.ctx.fixed, log, trial=pareto["trial"], study=study_ref(self.cfg),
+                             **pareto["extra"])
 
     def close(self) -> None:
-        storage = getattr(self, "storage", None)
-        if isinstance(storage, optuna.storages.RDBStorage):
-            storage.remove_session()
-            storage.engine.dispose()
+        opened = getattr(self, "storage", None)
+        if opened is not None:
+            storage.close_storage(opened)
         optuna.logging.set_verbosity(self._verbosity)
+
+
+def write_pareto(ctx: SearchContext, cfg: TPEConfig, front: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Write the Pareto front (trial records) to ``pareto.json``, best metric first (fewest parameters on
+    a tie); the chosen ``trial`` and the result's ``extra`` fields."""
+    higher = ctx.evaluator.higher_is_better
+    members = [{"trial": r["trial"], "arch": r["arch"], "value": r["value"], "parameters": int(r["parameters"])}
+               for r in front]
+    if not members:
+        raise NasmercError("the search completed no candidate: expected at least one trial")
+    members.sort(key=lambda m: (-m["value"] if higher else m["value"], m["parameters"], m["trial"]))
+    write_json(Path(ctx.run_dir) / PARETO_FILE, {"metric": ctx.evaluator.metric, "objectives": list(cfg.objectives),
+                                                 "front": members})
+    summary = [{k: m[k] for k in ("trial", "value", "parameters")} for m in members]
+    return {"trial": members[0]["trial"], "members": members,
+            "extra": {"objectives": list(cfg.objectives), "pareto": summary, "pareto_file": PARETO_FILE}}
+
+
+class SharedTPEProposer(StudyProposer):
+    """TPE over a study that workers share (module docstring): slots enqueued empty, each claimed one
+    suggested by a sampler seeded ``seed + slot``."""
+
+    def __init__(self, ctx: SearchContext, strategy: "TPE") -> None:
+        cfg: TPEConfig = strategy.config
+        self.cfg = cfg
+        self.specs = ctx.space.choices(ctx.fixed)
+        self.prune = False
+        pruner = make_pruner(cfg.pruner, cfg.startup_trials) if not cfg.multi else optuna.pruners.NopPruner()
+
+        def populate(study: storage.SharedStudy) -> None:
+            for slot in range(cfg.trials):
+                study.enqueue(slot=slot)
+
+        study = storage.SharedStudy(
+            ctx, where="strategy 'tpe'", storage=cfg.storage, name=cfg.study, join=True, heartbeat=cfg.heartbeat,
+            setup=storage.setup_of(ctx, "tpe", strategy.config_dict()), populate=populate,
+            directions=directions(cfg, ctx.evaluator.higher_is_better), sampler=make_sampler(cfg, ctx.seed),
+            pruner=pruner)
+        super().__init__(ctx, study, cfg.trials)
+
+    def ask(self, n: int) -> list[Proposal]:
+        self.prune = n == 1 and not self.cfg.multi  # a stop must run in this process
+        return super().ask(n)
+
+    def claim(self, frozen: Any) -> Any | None:
+        self.shared.study.sampler = make_sampler(self.cfg, self.ctx.seed + int(frozen.user_attrs["slot"]))
+        return super().claim(frozen)
+
+    def propose(self, trial: Any, attrs: dict[str, Any]) -> Proposal:
+        """The architecture the sampler suggests (a retried trial's params come back as they were)."""
+        slot = int(attrs["slot"])
+        reporter = PruneReporter(trial, self.cfg.candidate_epochs, self.metric) if self.prune else None
+        arch = suggest_arch(trial, self.specs, dict(self.ctx.fixed))
+        return Proposal(arch, {"study_trial": slot + 1}, stop=reporter.stop if reporter else None, ref=trial,
+                        index=slot)
+
+    def values(self, proposal: Proposal, result: CandidateResult) -> list[float]:
+        if proposal.stop is None and not self.cfg.multi:  # trained in a worker: report its epochs now
+            for epoch, value in enumerate(result.history):
+                proposal.ref.report(value, epoch)
+        return [result.value if o == "metric" else float(result.parameters) for o in self.cfg.objectives]
+
+    def result(self, log: TrialLog) -> SearchResult:
+        if not self.cfg.multi:
+            return super().result(log)
+        records = self.records()
+        front = {int(t.user_attrs["slot"]) for t in self.shared.study.best_trials if "slot" in t.user_attrs}
+        pareto = write_pareto(self.ctx, self.cfg, [records[s] for s in sorted(front) if s in records])
+        return super().result(log, best=records[pareto["trial"] - 1], **pareto["extra"])
 
 
 class TPE(PopulationStrategy):
@@ -342,30 +359,19 @@ class TPE(PopulationStrategy):
 
     name = "tpe"
     Config = TPEConfig
-    shortcuts = ("trials", "storage", "objectives")
+    shortcuts = ("trials", "storage", "objectives", "study")
 
     def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         """A storage outside the run folder is opened once before the folder is made: a bad URL, an
-        unreachable server or a study already there stops the search before anything is written."""
+        unreachable server, a study already there (without ``study``) or a shared study started with other
+        settings stops the search before anything is written."""
         cfg: TPEConfig = self.config
-        if not cfg.storage or cfg.storage == "journal":
-            return
-        journal = cfg.journal_path()
-        if journal is not None and not journal.exists():
-            return
-        storage = open_storage(cfg, Path("."))
-        try:
-            names = [s.study_name for s in storage.get_all_studies()]
-        except Exception as exc:  # an unreachable server, a file that is not a study
-            raise NasmercError(f"strategy 'tpe': storage {study_ref(cfg)!r}: {str(exc).splitlines()[0]}") from None
-        finally:
-            if isinstance(storage, optuna.storages.RDBStorage):
-                storage.remove_session()
-                storage.engine.dispose()
-        if STUDY_NAME in names:
-            raise NasmercError(duplicate_study(cfg))
+        storage.check_join("strategy 'tpe'", cfg.storage, cfg.study,
+                          storage.check_setup("tpe", space, fixed, self.config_dict()))
 
     def proposer(self, ctx: SearchContext) -> Proposer:
+        if self.config.study:
+            return SharedTPEProposer(ctx, self)
         return TPEProposer(ctx, self.config)
 
     def config_dict(self) -> dict[str, Any]:
@@ -373,8 +379,4 @@ class TPE(PopulationStrategy):
         return {**super().config_dict(), "storage": masked(self.config.storage)}
 
     def check_resume(self, run_dir: Path) -> None:
-        cfg: TPEConfig = self.config
-        if cfg.storage and cfg.storage != "journal":
-            raise NasmercError(f"--resume {run_dir}: its study is on the outside storage {study_ref(cfg)!r}, whose "
-                               "trials stay there; resume covers a study in the run folder (inspect that one with "
-                               "optuna, or search again)")
+        storage.refuse_resume(run_dir, self.config.storage, self.config.study)

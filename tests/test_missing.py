@@ -89,3 +89,29 @@ def test_parse_rates():
         parse_rates("0,abc")
     with pytest.raises(NasmercError, match="1.5"):
         parse_rates("1.5")
+
+
+def test_frame_level_masks_keep_the_rate_per_modality() -> None:
+    """``masking=frame`` drops each modality's frames independently at the stated rate, up to 1.0."""
+    from nasmerc.data.missing import draw_frames
+
+    rng = np.random.default_rng(0)
+    for rate in (0.0, 0.3, 0.7, 1.0):
+        present = draw_frames(20000, 3, rate, rng)
+        assert np.allclose(1 - present.mean(0), rate, atol=0.015), (rate, present.mean(0))
+    both = draw_frames(20000, 2, 0.5, rng)
+    assert abs((~both[:, 0] & ~both[:, 1]).mean() - 0.25) < 0.015  # independent across modalities
+
+
+def test_frame_level_fixed_masks_vary_within_a_sample_and_are_refused_for_dialogues(tiny_dataset) -> None:
+    from nasmerc.data.missing import fixed_masks
+
+    convs = tiny_dataset.split("test")  # read as utterance-level samples whose rows are frames
+    masks = fixed_masks(convs, 3, 0.5, 0, utterance_level=True, frames=True)
+    assert any(len({tuple(row) for row in m.tolist()}) > 1 for m in masks)  # patterns vary within a sample
+    again = fixed_masks(convs, 3, 0.5, 0, utterance_level=True, frames=True)
+    assert all((a == b).all() for a, b in zip(masks, again))  # seeded
+    whole = fixed_masks(convs, 3, 0.5, 0, utterance_level=True)
+    assert all(len({tuple(row) for row in m.tolist()}) == 1 for m in whole)  # the default: one per sample
+    with pytest.raises(NasmercError, match="frame-level masking is for utterance-level data"):
+        fixed_masks(convs, 3, 0.5, 0, utterance_level=False, frames=True)

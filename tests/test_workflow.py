@@ -214,7 +214,7 @@ def one_error_line(capsys, needle: str) -> str:
     (["--set", "strategy.nosuch=1"], "strategy 'darts': unknown key 'nosuch'"),
     (["--set", "data.nosuch=1"], "unknown key 'nosuch'"),
     (["--set", "train.lr=fast"], "lr='fast': expected float"),
-    (["--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
+    (["--device", "tpu"], "--device 'tpu': expected auto, cpu, cuda or cuda:N"),
     (["--epochs", "0"], "--epochs 0: expected at least 1"),
     (["--config", "/nonexistent/config.yaml"], "does not exist"),
 ])
@@ -329,3 +329,13 @@ def _events(folder: Path) -> list[dict[str, Any]]:
         return read_events(path) if path.exists() else []
     except (ValueError, NasmercError):  # a line being written
         return []
+
+
+def test_device_auto_is_the_default_and_resolves_to_this_machine() -> None:
+    import torch
+
+    from nasmerc.spec import RunSpec
+    from nasmerc.train.trainer import resolve_device
+
+    assert RunSpec().device == "auto"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

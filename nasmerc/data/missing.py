@@ -73,22 +73,35 @@ def mask_seed(rate: float, seed: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(round(check_rate(rate) * 1000))])
 
 
+def draw_frames(n_frames: int, n_modalities: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Frame-level masking of one utterance-level sample: every frame of every modality is dropped
+    independently with probability ``rate`` (MFMB-Net's protocol, and the one RMNAS follows for MOSI /
+    MOSEI); no modality is kept by force, so at ``rate = 1`` nothing is observed."""
+    return rng.random((n_frames, n_modalities)) >= rate
+
+
+def _pattern(n: int, m: int, rate: float, rng: np.random.Generator, utterance_level: bool, frames: bool) -> np.ndarray:
+    if frames:
+        if not utterance_level:
+            raise NasmercError("train.masking=frame: frame-level masking is for utterance-level data "
+                               "(MOSI / MOSEI shaped); dialogue data drops whole utterances (masking=auto)")
+        return draw_frames(n, m, rate, rng)
+    if utterance_level:
+        return np.repeat(draw_present(1, m, rate, rng), n, axis=0)
+    return draw_present(n, m, rate, rng)
+
+
 def fixed_masks(
-    conversations: Sequence[Conversation], n_modalities: int, rate: float, seed: int, utterance_level: bool = False
+    conversations: Sequence[Conversation], n_modalities: int, rate: float, seed: int, utterance_level: bool = False,
+    frames: bool = False,
 ) -> list[np.ndarray]:
     """Deterministic ``present`` patterns, one ``[L_i, M]`` array per conversation.
 
-    For utterance-level data one pattern is drawn per sample and repeated over its frames.
+    For utterance-level data one pattern is drawn per sample and repeated over its frames, or with
+    ``frames`` one per frame and modality (:func:`draw_frames`).
     """
     rng = mask_seed(rate, seed)
-    out = []
-    for conv in conversations:
-        if utterance_level:
-            row = draw_present(1, n_modalities, rate, rng)
-            out.append(np.repeat(row, len(conv), axis=0))
-        else:
-            out.append(draw_present(len(conv), n_modalities, rate, rng))
-    return out
+    return [_pattern(len(conv), n_modalities, rate, rng, utterance_level, frames) for conv in conversations]
 
 
 def stack_masks(masks: Sequence[np.ndarray], batch: Batch) -> torch.Tensor:
@@ -99,16 +112,12 @@ def stack_masks(masks: Sequence[np.ndarray], batch: Batch) -> torch.Tensor:
     return present
 
 
-def mask_batch(batch: Batch, rate: float, rng: np.random.Generator, utterance_level: bool = False) -> Batch:
-    """Draw a fresh pattern at ``rate`` for the real rows of ``batch`` and apply it."""
+def mask_batch(batch: Batch, rate: float, rng: np.random.Generator, utterance_level: bool = False,
+               frames: bool = False) -> Batch:
+    """Draw a fresh pattern at ``rate`` for the real rows of ``batch`` and apply it (see :func:`fixed_masks`)."""
     lengths = batch.mask.sum(dim=1).tolist()
     m = len(batch.modalities)
-    masks = []
-    for n in lengths:
-        if utterance_level:
-            masks.append(np.repeat(draw_present(1, m, rate, rng), n, axis=0))
-        else:
-            masks.append(draw_present(int(n), m, rate, rng))
+    masks = [_pattern(int(n), m, rate, rng, utterance_level, frames) for n in lengths]
     return batch.with_present(stack_masks(masks, batch))
 
 

@@ -3,6 +3,9 @@ over padded conversations."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -17,6 +20,18 @@ def reverse_index(mask: Tensor) -> Tensor:
     steps = torch.arange(n, device=mask.device).unsqueeze(0)
     lengths = mask.sum(1, keepdim=True)
     return torch.where(steps < lengths, lengths - 1 - steps, steps)
+
+
+def rnn_input(x: Tensor) -> Tensor:
+    """``x`` as an RNN takes it under the forward pass's precision: cuDNN runs GRUs and LSTMs in bf16
+    under autocast, oneDNN on the CPU cannot, so there the input is fp32 (use with :func:`rnn_precision`)."""
+    return x.float() if x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) else x
+
+
+def rnn_precision(x: Tensor) -> Any:
+    """The context an RNN runs in: autocast off on a CPU under bf16 autocast (see :func:`rnn_input`)."""
+    cpu_autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+    return torch.autocast("cpu", enabled=False) if cpu_autocast else contextlib.nullcontext()
 
 
 class BiRNN(nn.Module):
@@ -39,8 +54,10 @@ class BiRNN(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         index = reverse_index(mask).unsqueeze(-1)
-        ahead = self.forward_rnn(x)[0]
-        back = self.backward_rnn(x.gather(1, index.expand_as(x)))[0]
+        with rnn_precision(x):
+            x = rnn_input(x)
+            ahead = self.forward_rnn(x)[0]
+            back = self.backward_rnn(x.gather(1, index.expand_as(x)))[0]
         back = back.gather(1, index.expand_as(back))
         return torch.cat([ahead, back], dim=-1) * mask.to(x.dtype).unsqueeze(-1)
 

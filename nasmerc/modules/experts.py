@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nasmerc.errors import NasmercError
+from nasmerc.modules.encoders import rnn_input, rnn_precision
 from nasmerc.modules.fusion_ops import AttentionOp, ConcatFCOp, SumOp
 from nasmerc.modules.mixers import check_sequence
 from nasmerc.modules.heads import masked_mean
@@ -65,8 +66,9 @@ class SequenceExpert(nn.Module):
         h = self.proj(x)
         if self.gru is not None:
             lengths = mask.sum(1).clamp(min=1).cpu()
-            packed = pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
-            h, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=x.shape[1])
+            with rnn_precision(h):
+                packed = pack_padded_sequence(rnn_input(h), lengths, batch_first=True, enforce_sorted=False)
+                h, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=x.shape[1])
         return self.out(h) * _keep(mask, x)
 
 

@@ -104,12 +104,16 @@ class Proposal:
     """One candidate a proposer asks to have evaluated: ``arch``, the fields its ``trial`` event and log
     record carry besides the usual ones (``extra``, say ``generation``), an optional per-epoch
     ``stop(epoch, value)`` (see :class:`~nasmerc.nas.evaluator.CandidateRequest`) and the proposer's
-    own handle on it (``ref``: a DEAP individual, an Optuna trial)."""
+    own handle on it (``ref``: a DEAP individual, an Optuna trial). ``index`` is the candidate's number
+    in the whole search when the proposer numbers candidates itself (a shared study's slot, see
+    ``nasmerc.nas.storage``); it trains with seed ``evaluator.seed + index`` (default: its place in
+    this loop)."""
 
     arch: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
     stop: Callable[[int, float], bool] | None = None
     ref: Any = None
+    index: int | None = None
 
 
 class Proposer(ABC):
@@ -162,8 +166,8 @@ def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int) -> SearchR
         while not proposer.done():
             proposals = proposer.ask(evaluator.workers)
             first = len(log.trials)
-            requests = [CandidateRequest(p.arch, epochs, evaluator.seed + first + k, p.stop)
-                        for k, p in enumerate(proposals)]
+            requests = [CandidateRequest(p.arch, epochs, evaluator.seed + (first + k if p.index is None else p.index),
+                                         p.stop) for k, p in enumerate(proposals)]
             try:
                 results = evaluator.score_all(requests)
             except BaseException:

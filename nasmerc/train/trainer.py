@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,9 +29,15 @@ from nasmerc.data.missing import fixed_masks, make_schedule, mask_batch, stack_m
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.outputs import ModelOutput
+from nasmerc.train import distributed
 from nasmerc.train.checkpoint import Checkpoint, random_states, restore_random_states
 from nasmerc.train.losses import select_real, task_loss
 from nasmerc.train.plugins import make_plugins
+
+
+MASKINGS = ("auto", "frame")
+OPTIMIZERS = ("adamw", "adam")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,15 @@ class TrainConfig:
     mask_seed: int = 0
     plugins: tuple[str, ...] = ()
     plugin_options: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adamw"
+    """``adamw`` (decoupled weight decay; RMNAS, ITEACH-Net) or ``adam`` (L2 weight decay; MFMB-Net)."""
+    precision: str = "auto"
+    """``auto`` (bf16 autocast on CUDA, with TF32 matmuls; fp32 on the CPU), ``bf16`` (autocast to
+    bfloat16 on any device) or ``fp32``."""
+    masking: str = "auto"
+    """How a missing modality is dropped (``nasmerc.data.missing``): ``auto`` -- for each utterance of a
+    conversation, or for a whole sample of utterance-level data; ``frame`` -- each modality's frames
+    of utterance-level data independently (MFMB-Net's protocol)."""
 
     def __post_init__(self) -> None:
         """Ranges, checked when the config is made (``--set train.lr=-1`` stops before any run folder)."""
@@ -59,21 +74,37 @@ class TrainConfig:
         checks.greater_than_zero(where, lr=self.lr)
         checks.non_negative(where, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
         make_schedule(self.missing)
+        if self.optimizer not in OPTIMIZERS:
+            raise NasmercError(f"train: optimizer={self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise NasmercError(f"train: precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.masking not in MASKINGS:
+            raise NasmercError(f"train: masking={self.masking!r}: expected one of {', '.join(MASKINGS)}")
         if not self.valid_rates:
             raise NasmercError("train: valid_rates: expected at least one missing rate in [0, 1]")
         for rate in self.valid_rates:
             checks.in_range(where, "valid_rates", rate, 0.0, 1.0)
 
 
+def check_training(config: TrainConfig, signature: DataSignature) -> None:
+    """What a training config asks of the data, checked before any run folder exists."""
+    if config.masking == "frame" and signature.level != "utterance":
+        raise NasmercError("train: masking=frame: frame-level masking is for utterance-level data (MOSI / MOSEI "
+                           "shaped); dialogue data drops whole utterances (masking=auto)")
+
+
 def resolve_device(device: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N``; a CUDA device without CUDA is a named error."""
+    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; a CUDA device
+    without CUDA is a named error."""
+    if device == "auto":  # the default: this machine's GPU when it has one
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         return torch.device("cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise NasmercError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
         return torch.device(device)
-    raise NasmercError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    raise NasmercError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -142,21 +173,34 @@ class Trainer:
         self.metric = metrics.primary_metric(signature.task)
         self.model.to(self.device)
         params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.world = distributed.current()
+        # under torchrun the batch order stays the run seed's on every rank and the masks are the rank's own
+        self.mask_rng = np.random.default_rng([seed, self.world.rank]) if self.world.distributed else self.rng
+        self.params = params
+        distributed.broadcast_model(self.model)
+        cuda = self.device.type == "cuda"
+        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
+        if cuda and config.precision != "fp32":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.utterance_level = signature.level == "utterance"
         self.current_rate = 0.0
         self.plugins = make_plugins(config.plugins, config.plugin_options, signature)
         self.hooks: list[TrainHook] = []
 
     # -- one batch -----------------------------------------------------------------------------
-    def loss(self, batch: Batch, epoch: int | None = None) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
-        """Total loss of ``batch`` and each named term (``task`` and every auxiliary loss).
+    def loss(self, batch: Batch, epoch: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], ModelOutput]:
+        """Total loss of ``batch`` and each named term (``task`` and every auxiliary loss), the terms as
+        detached tensors on the device (read by the host once per epoch).
 
         With ``epoch`` (a weight step of the training loop) a plug-in may replace the task term.
         """
         for hook in self.hooks:
             hook.before_forward(self, batch)
-        out: ModelOutput = self.model(batch)
+        with self.autocast():
+            out: ModelOutput = self.model(batch)
         total = None
         if epoch is not None:
             for plugin in self.plugins:
@@ -164,43 +208,75 @@ class Trainer:
                 total = replaced if replaced is not None else total
         if total is None:
             total = task_loss(out.logits, batch, self.signature.task)
-        terms = {"task": float(total.detach())}
+        terms = {"task": total.detach()}
         for name, value in out.aux_losses.items():
             total = total + out.aux_weights.get(name, 1.0) * value
-            terms[name] = float(value.detach())
+            terms[name] = value.detach()
         return total, terms, out
+
+    def autocast(self) -> Any:
+        """The forward pass's precision context: bf16 autocast (``precision``), else nothing."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def masked(self, batch: Batch, epoch: int) -> Batch:
         """``batch`` on the device with a fresh training mask at the schedule's rate."""
-        self.current_rate = self.schedule.rate(epoch, self.config.epochs, self.rng)
-        return mask_batch(batch, self.current_rate, self.rng, self.utterance_level).to(self.device)
+        self.current_rate = self.schedule.rate(epoch, self.config.epochs, self.mask_rng)
+        return mask_batch(batch, self.current_rate, self.mask_rng, self.utterance_level,
+                          frames=self.config.masking == "frame").to(self.device)
+
+    def batches(self, convs: Sequence[Conversation]) -> tuple[Iterator[tuple[np.ndarray, Batch]], int]:
+        """An epoch's shuffled training batches and their count: all of them on one process, this rank's
+        share under torchrun (``nasmerc.train.distributed``)."""
+        size = self.config.batch_size
+        if not self.world.distributed:
+            return iterate_batches(convs, self.signature, size, True, self.rng), -(-len(convs) // size)
+        order = self.rng.permutation(len(convs))
+        chunks = [order[i: i + size] for i in range(0, len(convs), size)]
+        steps = len(chunks) // self.world.size
+        if steps < 1:
+            raise NasmercError(f"torchrun: {len(chunks)} training batches for {self.world.size} ranks: expected at "
+                               "least one batch per rank (lower train.batch_size or the number of processes)")
+        mine = [convs[i] for chunk in chunks[self.world.rank::self.world.size][:steps] for i in chunk]
+        return iterate_batches(mine, self.signature, size), steps
 
     def train_epoch(self, convs: Sequence[Conversation], epoch: int, hooks: Sequence[TrainHook] = ()) -> dict[str, float]:
+        """One epoch of weight steps. Nothing is read back from the device inside it: the loss terms are
+        summed there, with the first step whose loss is not finite, and reach the host once, at the end
+        (a diverged epoch is refused then, naming that step, before any checkpoint of it is written);
+        ``batch`` events carry the step counter only."""
         self.model.train()
-        sums: dict[str, float] = {}
-        n_batches = (len(convs) + self.config.batch_size - 1) // self.config.batch_size
+        steps: list[dict[str, torch.Tensor]] = []  # every step's terms, on the device
+        bad = torch.full((), -1, dtype=torch.long, device=self.device)  # the first step with a non-finite loss
+        batches, n_batches = self.batches(convs)
         rates = []
-        for step, (_, batch) in enumerate(iterate_batches(convs, self.signature, self.config.batch_size, True, self.rng)):
+        for step, (_, batch) in enumerate(batches):
             batch = self.masked(batch, epoch)
             rates.append(self.current_rate)
             for hook in hooks:
                 hook.before_step(self, batch, epoch, step)
             self.model.train()
             total, terms, _ = self.loss(batch, epoch)
-            loss = float(total.detach())
-            if not np.isfinite(loss):
-                raise NasmercError(f"training diverged: the loss is {loss} at epoch {epoch + 1}, step {step + 1} "
-                                   "(try a lower train.lr or train.grad_clip); the last checkpoint and best-so-far "
-                                   "files are kept")
+            terms["loss"] = total.detach()
+            bad = torch.where((bad < 0) & ~torch.isfinite(terms["loss"]), torch.full_like(bad, step), bad)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
+            distributed.average_gradients(self.params)  # under torchrun (nasmerc.train.distributed)
             if self.config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
-            terms["loss"] = loss
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            self.events.emit("batch", epoch=epoch + 1, batch=step + 1, n_batches=n_batches, loss=terms["loss"])
+            steps.append(terms)
+            self.events.emit("batch", epoch=epoch + 1, batch=step + 1, n_batches=n_batches)
+        flat = [bad.double(), *(v.double() for terms in steps for v in terms.values())]
+        host = torch.stack(flat).tolist()  # the one read of the epoch
+        if host[0] >= 0:
+            raise NasmercError(f"training diverged: the loss is not finite from epoch {epoch + 1}, step "
+                               f"{int(host[0]) + 1} (try a lower train.lr or train.grad_clip); the last checkpoint "
+                               "and best-so-far files are kept")
+        sums: dict[str, float] = {}
+        values = iter(host[1:])
+        for terms in steps:  # summed in step order, as floats, as before
+            for k in terms:
+                sums[k] = sums.get(k, 0.0) + next(values)
         means = {k: v / max(1, n_batches) for k, v in sums.items()}
         means["missing_rate"] = float(np.mean(rates)) if rates else 0.0
         return means
@@ -211,19 +287,23 @@ class Trainer:
         """Outputs on the real rows of ``convs`` under the fixed mask of ``(rate, mask_seed)``."""
         self.model.eval()
         seed = self.config.mask_seed if mask_seed is None else mask_seed
-        masks = fixed_masks(convs, len(self.signature.modalities), rate, seed, self.utterance_level)
-        outs, labels, loss_sum, n = [], [], 0.0, 0
+        masks = fixed_masks(convs, len(self.signature.modalities), rate, seed, self.utterance_level,
+                            frames=self.config.masking == "frame")
+        outs, labels, losses = [], [], []  # kept on the device; read back once, at the end
         for idx, batch in iterate_batches(convs, self.signature, self.config.eval_batch_size):
             batch = batch.with_present(stack_masks([masks[i] for i in idx], batch)).to(self.device)
             for hook in self.hooks:
                 hook.before_forward(self, batch)
-            out: ModelOutput = self.model(batch)
+            with self.autocast():
+                out: ModelOutput = self.model(batch)
             rows, target = select_real(out.logits, batch)
-            loss_sum += float(task_loss(out.logits, batch, self.signature.task)) * len(target)
-            n += len(target)
-            outs.append(rows.float().cpu().numpy())
-            labels.append(target.cpu().numpy())
-        return Prediction(np.concatenate(outs), np.concatenate(labels), loss_sum / max(1, n))
+            losses.append(task_loss(out.logits, batch, self.signature.task).detach())
+            outs.append(rows.float())
+            labels.append(target)
+        counts = [t.shape[0] for t in labels]
+        per_batch = torch.stack(losses).tolist() if losses else []
+        loss = sum(value * count for value, count in zip(per_batch, counts)) / max(1, sum(counts))
+        return Prediction(torch.cat(outs).cpu().numpy(), torch.cat(labels).cpu().numpy(), loss)
 
     def evaluate(self, convs: Sequence[Conversation], rate: float, mask_seed: int | None = None) -> dict[str, float]:
         """The task's metrics (and ``loss``) at one missing rate."""

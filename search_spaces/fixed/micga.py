@@ -49,7 +49,7 @@ from torch_geometric.nn import GATConv, GCNConv
 from nasmerc import checks
 from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
-from nasmerc.modules.encoders import FCEncoder
+from nasmerc.modules.encoders import FCEncoder, rnn_input, rnn_precision
 from nasmerc.modules.graph import to_nodes, to_padded, utterance_graph
 from nasmerc.modules.heads import TaskHead, check_batch, present_mask, speaker_ids, unimodal_outputs
 from nasmerc.nas.space import FixedSpace
@@ -128,9 +128,10 @@ class BiLSTMEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        with rnn_precision(x):
+            packed = pack_padded_sequence(rnn_input(x), lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out
 
 

@@ -1,0 +1,73 @@
+"""Protocols as named objects: each round-trips through the run record; ``--protocol`` sets the
+training (``--set`` still wins); an IME protocol trains one model per rate and judges each at its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nasmerc.cli import main
+from nasmerc.protocols import PROTOCOLS, get_protocol
+from nasmerc.spec import RunSpec
+from nasmerc.train.trainer import TrainConfig
+
+TINY = ["--set", "data.n_train=6", "--set", "data.n_valid=2", "--set", "data.n_test=3",
+        "--set", "data.length_max=10", "--set", "data.length_min=3", "--set", "data.length_mean=6",
+        "--set", "data.dims.visual=16", "--set", "hidden_dim=16"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+def test_every_protocol_round_trips_through_the_run_record(name: str) -> None:
+    protocol = get_protocol(name)
+    spec = RunSpec(protocol=name, train=protocol.train_config())
+    back = RunSpec.from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())), "config.yaml")
+    assert back == spec and back.train.masking == protocol.train.get("masking", TrainConfig().masking)
+    assert protocol.evaluation in ("ume", "ime") and protocol.runs >= 1 and protocol.sweep
+
+
+def test_protocol_sets_the_training_and_set_wins(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["search", "--space", "early_fusion", "--protocol", "iteach-progressive", "--epochs", "1",
+                 "--set", "train.batch_size=2", "--no-dashboard", "--out", str(out), *TINY]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["protocol"] == "iteach-progressive"
+    assert config["train"]["missing"] == "progressive" and config["train"]["lr"] == 5e-4
+    assert config["train"]["batch_size"] == 2 and config["train"]["epochs"] == 1  # the user's values win
+
+
+def test_an_ime_protocol_trains_one_model_per_rate(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["search", "--space", "early_fusion", "--epochs", "1", "--no-dashboard", "--out", str(run), *TINY]) == 0
+    assert main(["retrain", str(run / "arch.yaml"), "--protocol", "micga", "--epochs", "1", "--no-dashboard",
+                 "--out", str(tmp_path / "ime")]) == 0
+    rates = get_protocol("micga").sweep
+    folders = sorted((tmp_path / "ime").glob("rate-*"))
+    assert [float(f.name[5:]) for f in folders] == sorted(rates)
+    for folder in folders:
+        train = yaml.safe_load((folder / "config.yaml").read_text())["train"]
+        rate = float(folder.name[5:])
+        assert train["missing"] == f"fixed:{rate:g}" and train["valid_rates"] == [rate]
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "ime")]) == 0
+    printed = capsys.readouterr().out
+    assert "independent-model (one model per rate)" in printed
+    report = json.loads((tmp_path / "ime" / "evaluation.json").read_text())
+    assert report["protocol"] == "IME" and report["rates"] == list(rates)
+    for rate in rates:  # each model judged at its own rate: the same number as its own one-rate evaluation
+        own = json.loads(next((tmp_path / "ime" / f"rate-{rate:g}").glob("evaluation*.json")).read_text())
+        assert report["model_metrics"][str(rate)] == own["model_metrics"][str(rate)]
+
+
+def test_protocols_are_listed_and_unknown_ones_refused(tmp_path: Path, capsys) -> None:
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name}: " in listed for name in PROTOCOLS)
+    assert main(["search", "--protocol", "nosuch", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nasmerc: error: --protocol 'nosuch': unknown (known: default,") and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
