@@ -120,12 +120,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         from nasmerc.workflow import resume_search
 
         _resume_alone(args, ("space", "strategy", "data", "preset", "config", "set", "plugin", "fix", "epochs",
-                             "seed", "device", "workers", "out", "nan_to_zero", "protocol"), bool(shortcuts))
+                             "seed", "device", "workers", "out", "nan_to_zero", "protocol", "compile"),
+                      bool(shortcuts))
         run_dir = _with_sinks(not args.no_dashboard, lambda sinks: resume_search(args.resume, sinks=sinks))
     else:
         run_dir = _with_sinks(not args.no_dashboard, lambda sinks: search(
             args.space, args.strategy, data=args.data, preset=args.preset, config_file=args.config,
-            sets=[*args.set, *shortcuts],
+            sets=[*args.set, *shortcuts, *(["train.compile=true"] if args.compile else [])],
             fixes=args.fix, epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers,
             out=args.out, plugins=args.plugin, protocol=args.protocol, sinks=sinks))
     if not world.leader:  # rank 0 reports
@@ -174,13 +175,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if args.resume is not None:
         from nasmerc.workflow import resume_retrain
 
-        _resume_alone(args, ("arch", "epochs", "set", "plugin", "seed", "device", "out", "protocol"))
+        _resume_alone(args, ("arch", "epochs", "set", "plugin", "seed", "device", "out", "protocol", "compile"))
         run_dir = _with_sinks(not args.no_dashboard, lambda sinks: resume_retrain(args.resume, sinks=sinks))
     elif args.arch is None:
         raise NasmercError("retrain: expected an arch.yaml (or the run folder holding it), or --resume RUN")
     else:
         run_dir = _with_sinks(not args.no_dashboard, lambda sinks: retrain(
-            args.arch, epochs=args.epochs, out=args.out, device=args.device, seed=args.seed, sets=args.set,
+            args.arch, epochs=args.epochs, out=args.out, device=args.device, seed=args.seed,
+            sets=[*args.set, *(["train.compile=true"] if args.compile else [])],
             plugins=args.plugin, protocol=args.protocol, sinks=sinks))
     if not world.leader:
         return 0
@@ -339,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch's threads per process (default: the cores shared among --workers or torchrun's ranks)")
     p.add_argument("--protocol", default=None, metavar="NAME",
                    help="a paper's training and evaluation protocol (see nasmerc list; default: default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (train.compile=true)")
     add_strategy_flags(p)
     p.set_defaults(func=cmd_search)
 
@@ -365,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch's threads per process (default: the cores shared among torchrun's ranks)")
     p.add_argument("--protocol", default=None, metavar="NAME",
                    help="a paper's protocol (default: the arch file's); an IME one trains a model per rate")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (train.compile=true)")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("evaluate", help="evaluate a trained model at every missing rate (UME)")

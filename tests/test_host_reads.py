@@ -65,3 +65,27 @@ def test_bf16_autocast_runs_a_step_of_every_space(tiny_dataset, one_thread) -> N
         terms = trainer.train_epoch(tiny_dataset.split("train"), 0)
         assert np.isfinite(terms["loss"]), name
         assert np.isfinite(trainer.validate(tiny_dataset.split("valid"))["loss"]), name
+
+
+def test_a_compiler_failure_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """``--compile`` compiles the forward pass; when torch's compiler fails the run stops with one line
+    naming it and the way out (simulated: a compiler error raised by the compiled callable)."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    from nasmerc.cli import main
+
+    class Broken:
+        def __init__(self, model):
+            pass
+
+        def __call__(self, batch):
+            raise BackendCompilerFailed(lambda *a: None, RuntimeError("no C++ compiler found"), None)
+
+    monkeypatch.setattr(torch, "compile", lambda model: Broken(model))
+    argv = ["search", "--space", "early_fusion", "--epochs", "1", "--compile", "--no-dashboard",
+            "--out", str(tmp_path / "run"), "--set", "hidden_dim=16", "--set", "data.n_train=6",
+            "--set", "data.n_valid=2", "--set", "data.n_test=3"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("nasmerc: error: --compile: torch.compile failed (BackendCompilerFailed") and \
+        err.endswith("run without --compile"), err

@@ -120,6 +120,7 @@ BAD_TRAIN = [
     ("masking", "pixel", "masking='pixel': expected one of auto, frame"),
     ("optimizer", "sgd", "optimizer='sgd': expected one of adamw, adam"),
     ("precision", "fp8", "precision='fp8': expected one of auto, bf16, fp32"),
+    ("compile", "maybe", "compile='maybe'"),
     ("masking", "frame", "frame-level masking is for utterance-level data"),
 ]
 SPACE_OF = {"fixed": "early_fusion"}

@@ -61,6 +61,8 @@ class TrainConfig:
     precision: str = "auto"
     """``auto`` (bf16 autocast on CUDA, with TF32 matmuls; fp32 on the CPU), ``bf16`` (autocast to
     bfloat16 on any device) or ``fp32``."""
+    compile: bool = False
+    """``torch.compile`` the model's forward pass (``--compile``); a compiler failure is a one-line error."""
     masking: str = "auto"
     """How a missing modality is dropped (``nasmerc.data.missing``): ``auto`` -- for each utterance of a
     conversation, or for a whole sample of utterance-level data; ``frame`` -- each modality's frames
@@ -180,6 +182,7 @@ class Trainer:
         self.mask_rng = np.random.default_rng([seed, self.world.rank]) if self.world.distributed else self.rng
         self.params = params
         distributed.broadcast_model(self.model)
+        self.forward = torch.compile(self.model) if config.compile else self.model
         cuda = self.device.type == "cuda"
         self.bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
         if cuda and config.precision != "fp32":
@@ -200,7 +203,7 @@ class Trainer:
         for hook in self.hooks:
             hook.before_forward(self, batch)
         with self.autocast():
-            out: ModelOutput = self.model(batch)
+            out: ModelOutput = self.run(batch)
         total = None
         if epoch is not None:
             for plugin in self.plugins:
@@ -213,6 +216,19 @@ class Trainer:
             total = total + out.aux_weights.get(name, 1.0) * value
             terms[name] = value.detach()
         return total, terms, out
+
+    def run(self, batch: Batch) -> ModelOutput:
+        """The model's forward pass on ``batch`` (compiled with ``train.compile``)."""
+        if not self.config.compile:
+            return self.model(batch)
+        try:
+            return self.forward(batch)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NasmercError(f"--compile: torch.compile failed ({type(exc).__name__}: {first}); "
+                               "run without --compile") from None
 
     def autocast(self) -> Any:
         """The forward pass's precision context: bf16 autocast (``precision``), else nothing."""
@@ -295,7 +311,7 @@ class Trainer:
             for hook in self.hooks:
                 hook.before_forward(self, batch)
             with self.autocast():
-                out: ModelOutput = self.model(batch)
+                out: ModelOutput = self.run(batch)
             rows, target = select_real(out.logits, batch)
             losses.append(task_loss(out.logits, batch, self.signature.task).detach())
             outs.append(rows.float())
