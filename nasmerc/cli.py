@@ -138,6 +138,8 @@ def cmd_search(args: argparse.Namespace) -> int:
              f"supernet {summary['supernet_parameters']:,} parameters, derived {summary['derived_parameters']:,}"))
     for label, choice in summary["arch_named"].items():
         print(f"  {label}: {choice}")
+    if summary.get("note"):
+        print(f"note: {summary['note']}")
     if (run_dir / "model.pt").exists():
         print(f"run folder: {run_dir} (model.pt: the trained model)\nnext: nasmerc evaluate {run_dir}")
     else:

@@ -45,6 +45,15 @@ def share_of_oracle(metric: str, model_values: Sequence[float], oracle_values: S
     return o / m if m else float("nan")
 
 
+def single_modality_note(signature: Any, masking: str = "auto") -> str:
+    """What to say of data with a single modality (nothing to drop), or ``""`` (also under frame-level
+    masking, which can drop a lone modality's frames)."""
+    if len(signature.modalities) != 1 or masking == "frame":
+        return ""
+    return (f"the data have one modality ({signature.modalities[0]}): none can go missing (at least one is kept "
+            "per utterance), so every missing rate is rate 0 and one row is reported")
+
+
 def protocol_rates(model_path: Path) -> tuple[float, ...]:
     """The evaluation sweep of the protocol a model was trained under (``nasmerc.protocols``), read from
     the ``config.yaml`` beside its ``model.pt``; the default sweep when there is none."""
@@ -150,6 +159,9 @@ def evaluate_run(run: str, rates: Sequence[float] | None = None, *, device: str 
     out = checks.output_file("the evaluation report", suffixed(model_path.parent / EVALUATION_FILE, suffix))
     torch_device = resolve_device(device)
     model, dataset, spec, arch = load_model(model_path, torch_device)
+    note = single_modality_note(dataset.signature, spec.train.masking)
+    if note:  # nothing can go missing: one row, not identical rows for rates that cannot apply
+        rates = [0.0]
     trainer = Trainer(model, dataset.signature, dataclasses.replace(spec.train, mask_seed=mask_seed),
                       device=torch_device, seed=spec.seed)
     test = dataset.split("test")
@@ -177,6 +189,8 @@ def evaluate_run(run: str, rates: Sequence[float] | None = None, *, device: str 
             key, model_values, [report["learnable_oracle_metrics"][str(r)][key] for r in rates])
     report["mean"] = {k: float(np.mean([model_per_rate[str(r)][k] for r in rates]))
                       for k in model_per_rate[str(rates[0])]}
+    if note:
+        report["note"] = note
     write_json(out, report)
     report["written"] = str(out)
     if plot_path is not None:
@@ -210,6 +224,7 @@ def format_evaluation(report: dict[str, Any]) -> str:
         rows.append(row)
     kind = "independent-model (one model per rate)" if report.get("protocol") == "IME" else "unified-model"
     lines = [f"{kind} evaluation of {report['model']} on the test split (masks seeded {report['mask_seed']})",
+             *([f"note: {report['note']}"] if report.get("note") else []),
              table(headers, rows)]
     mean = report["mean"][key]
     if has_oracle:

@@ -32,6 +32,7 @@ from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, Strategy, require_something_to_search
 from nasmerc.outputs import count_parameters
 from nasmerc.registry import create_dataset, get_search_space, get_strategy
+from nasmerc.evaluate import single_modality_note
 from nasmerc.protocols import get_protocol
 from nasmerc.runs import (ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, new_run_dir, open_run,
                           read_process, read_yaml, run_status)
@@ -202,6 +203,9 @@ def run_search(spec: RunSpec, dataset: ConversationDataset, space_obj: SearchSpa
                    "supernet_parameters": result.supernet_parameters, "derived_parameters": result.derived_parameters,
                    "arch": result.arch, "arch_named": named_arch(space_obj.choices(spec.fixed), result.arch),
                    **result.extra}
+        note = single_modality_note(dataset.signature, spec.train.masking)
+        if note:
+            summary["note"] = note
         arch_file = ArchFile(spec, result.arch, {**numbers, "derived_parameters": result.derived_parameters,
                                                  **result.summary})
         if result.model is not None:

@@ -71,3 +71,16 @@ def test_protocols_are_listed_and_unknown_ones_refused(tmp_path: Path, capsys) -
     err = capsys.readouterr().err.strip()
     assert err.startswith("nasmerc: error: --protocol 'nosuch': unknown (known: default,") and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_a_single_modality_is_said_once_and_reported_in_one_row(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["search", "--space", "early_fusion", "--epochs", "1", "--no-dashboard", "--out", str(run),
+                 "--set", "data.modalities=text", "--set", "data.n_train=6", "--set", "data.n_valid=2",
+                 "--set", "data.n_test=3", "--set", "hidden_dim=16"]) == 0
+    assert capsys.readouterr().out.count("note: the data have one modality (text)") == 1
+    assert main(["evaluate", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("note: the data have one modality") == 1 and "\n0.10 " not in printed
+    report = json.loads((run / "evaluation.json").read_text())
+    assert report["rates"] == [0.0] and list(report["model_metrics"]) == ["0.0"]

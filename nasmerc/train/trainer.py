@@ -327,8 +327,11 @@ class Trainer:
         return {**score(self.signature, pred), "loss": pred.loss}
 
     def validate(self, convs: Sequence[Conversation]) -> dict[str, float]:
-        """Metrics averaged over ``valid_rates``; the primary one selects the best epoch."""
-        per_rate = [self.evaluate(convs, r) for r in self.config.valid_rates]
+        """Metrics averaged over ``valid_rates``; the primary one selects the best epoch. With a single
+        modality nothing can go missing, so every rate is rate 0 and it is validated once."""
+        single = len(self.signature.modalities) == 1 and self.config.masking != "frame"
+        rates = (0.0,) if single else self.config.valid_rates
+        per_rate = [self.evaluate(convs, r) for r in rates]
         return {k: float(np.mean([m[k] for m in per_rate])) for k in per_rate[0]}
 
     # -- the loop -------------------------------------------------------------------------------
