@@ -425,6 +425,11 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, frame: object) -> None:
+    """The first SIGTERM stops the run; later ones (a scheduler and a wrapper both signalling) are
+    ignored, so the run folder is closed and the resume command said."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated(f"terminated by signal {signum}")
 
 
