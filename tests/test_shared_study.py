@@ -111,7 +111,11 @@ def hold_and_kill(worker: subprocess.Popen, storage: str, name: str) -> object:
         if not path.exists():
             continue
         os.kill(worker.pid, signal.SIGSTOP)
-        running = [t for t in trials_of(storage, name) if t.state.name == "RUNNING"
+        try:
+            trials = trials_of(storage, name)
+        except KeyError:  # the journal is there, the study not yet
+            trials = []
+        running = [t for t in trials if t.state.name == "RUNNING"
                    and t.user_attrs.get("worker", "").endswith(f":{worker.pid}")]
         if running and not os.path.lexists(f"{path}.lock"):
             os.kill(worker.pid, signal.SIGKILL)
