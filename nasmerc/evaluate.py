@@ -97,6 +97,18 @@ def ime_models(run: str | Path) -> dict[float, Path]:
     return dict(sorted(out.items()))
 
 
+def summarise(report: dict[str, Any]) -> None:
+    """Add to ``report`` (its ``rates``, ``metric`` and per-rate metrics) the model's mean over the rates
+    and, where the ceilings were evaluated, its share of the oracle's and of the learnable ceiling's."""
+    rates, key = report["rates"], report["metric"]
+    model = report["model_metrics"]
+    values = [model[str(r)][key] for r in rates]
+    if "oracle_metrics" in report:
+        for name, ceiling in (("share_of_oracle", "oracle_metrics"), ("share_of_learnable", "learnable_oracle_metrics")):
+            report[name] = share_of_oracle(key, values, [report[ceiling][str(r)][key] for r in rates])
+    report["mean"] = {k: float(np.mean([model[str(r)][k] for r in rates])) for k in model[str(rates[0])]}
+
+
 def evaluate_ime(run: str, *, device: str = "auto", mask_seed: int = 0, plot: str | None = None) -> dict[str, Any]:
     """Independent-model evaluation (ITEACH-Net sec. 'Evaluation'): each model of an IME run folder at its
     own rate alone; the report (``evaluation.json`` of the run folder) has the same shape as a UME one."""
@@ -111,15 +123,7 @@ def evaluate_ime(run: str, *, device: str = "auto", mask_seed: int = 0, plot: st
         if f"{name}_metrics" in first:
             per_rate = {str(r): parts[r][f"{name}_metrics"][str(r)] for r in rates}
             report[f"{name}_metrics"], report[f"{name}_auilc"] = per_rate, _auilc(rates, per_rate)
-    key = report["metric"]
-    model_values = [report["model_metrics"][str(r)][key] for r in rates]
-    if "oracle_metrics" in report:
-        report["share_of_oracle"] = share_of_oracle(key, model_values,
-                                                    [report["oracle_metrics"][str(r)][key] for r in rates])
-        report["share_of_learnable"] = share_of_oracle(
-            key, model_values, [report["learnable_oracle_metrics"][str(r)][key] for r in rates])
-    report["mean"] = {k: float(np.mean([report["model_metrics"][str(r)][k] for r in rates]))
-                      for k in report["model_metrics"][str(rates[0])]}
+    summarise(report)
     out = write_json(Path(run) / EVALUATION_FILE, report)
     report["written"] = str(out)
     if plot is not None:
@@ -181,14 +185,7 @@ def evaluate_run(run: str, rates: Sequence[float] | None = None, *, device: str 
         learnable = LearnableOracle.fit(dataset).evaluate(test, rates, seed=mask_seed)["full"]
         report["learnable_oracle_metrics"] = {str(r): learnable[r] for r in rates}
         report["learnable_oracle_auilc"] = _auilc(rates, report["learnable_oracle_metrics"])
-        key = trainer.metric
-        model_values = [model_per_rate[str(r)][key] for r in rates]
-        report["share_of_oracle"] = share_of_oracle(
-            key, model_values, [report["oracle_metrics"][str(r)][key] for r in rates])
-        report["share_of_learnable"] = share_of_oracle(
-            key, model_values, [report["learnable_oracle_metrics"][str(r)][key] for r in rates])
-    report["mean"] = {k: float(np.mean([model_per_rate[str(r)][k] for r in rates]))
-                      for k in model_per_rate[str(rates[0])]}
+    summarise(report)
     if note:
         report["note"] = note
     write_json(out, report)
