@@ -38,7 +38,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nasmerc.errors import NasmercError
-from nasmerc.runs import read_process, resume_command, run_status
+from nasmerc.runs import holder, read_process, resume_command, run_status
 
 __all__ = ["DashboardState", "LiveDashboard", "PlainProgress", "follow", "make_sink", "render"]
 
@@ -485,13 +485,12 @@ def _read_new(fh: TextIO, pending: str) -> tuple[list[dict[str, Any]], str]:
 
 def mark_stopped(state: DashboardState, run_dir: Path) -> None:
     """``state`` of a run no process is writing: ``stopped``, with who wrote it last and how to go on."""
-    holder = read_process(run_dir) or {}
-    beat = holder.get("heartbeat")
+    beat = (read_process(run_dir) or {}).get("heartbeat")
     ago = f", last heartbeat {_duration(time.time() - beat)} ago" if isinstance(beat, (int, float)) else ""
     command = state.command if state.command in ("search", "retrain") else "search"
     state.status = "stopped"
-    state.message = (f"no process is writing this run (it was process {holder.get('pid', '?')} on "
-                     f"{holder.get('host', '?')}{ago}); resume it with: {resume_command(run_dir, command)}")
+    state.message = (f"no process is writing this run (it was {holder(run_dir, command=False)}{ago}); "
+                     f"resume it with: {resume_command(run_dir, command)}")
 
 
 def follow(path: str | Path, console: Console | None = None, poll: float = 0.5, once: bool = False,

@@ -73,9 +73,7 @@ def new_run_dir(out: str | None, name: str, root: str = "runs") -> Path:
         if path.exists() and not path.is_dir():
             raise NasmercError(f"--out {out}: is a file, not a folder; choose a new folder")
         if is_live(path):
-            holder = read_process(path) or {}
-            raise NasmercError(f"--out {out}: in use by process {holder.get('pid', '?')} on {holder.get('host', '?')} "
-                               f"({holder.get('command', 'a nasmerc run')}); choose another folder")
+            raise NasmercError(f"--out {out}: in use by {holder(path)}; choose another folder")
         for marker in (SEARCH_FILE, MODEL_FILE):
             if (path / marker).exists():
                 raise NasmercError(f"--out {out}: holds a finished run ({marker}); choose another folder")
@@ -124,9 +122,7 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            holder = read_process(self.path) or {}
-            raise NasmercError(f"{what} {self.path}: in use by process {holder.get('pid', '?')} on "
-                               f"{holder.get('host', '?')} ({holder.get('command', 'a nasmerc run')}); "
+            raise NasmercError(f"{what} {self.path}: in use by {holder(self.path)}; "
                                "wait for it to end or choose another folder") from None
         self._fd = fd
         self.started = time.time()
@@ -158,6 +154,14 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def holder(run_dir: Path, command: bool = True) -> str:
+    """Who writes (or last wrote) a run folder, from its ``process.json``: ``process PID on HOST`` and,
+    with ``command``, the command in brackets."""
+    process = read_process(run_dir) or {}
+    text = f"process {process.get('pid', '?')} on {process.get('host', '?')}"
+    return f"{text} ({process.get('command', 'a nasmerc run')})" if command else text
 
 
 def read_process(run_dir: Path) -> dict[str, Any] | None:
@@ -418,9 +422,8 @@ def find_model(run: str | Path) -> Path:
             status = run_status(folder)
             command = str(read_yaml(config, "the config.yaml of a nasmerc run folder").get("command", "search"))
             if status == "running":
-                holder = read_process(folder) or {}
-                raise NasmercError(f"{folder}: still running (process {holder.get('pid', '?')} on "
-                                   f"{holder.get('host', '?')}); evaluate it when it has finished")
+                raise NasmercError(f"{folder}: still running ({holder(folder, command=False)}); "
+                                   "evaluate it when it has finished")
             if status == "stopped":
                 raise NasmercError(f"{folder}: the run did not finish (no process is writing it); resume it with: "
                                    f"{resume_command(folder, command)}")

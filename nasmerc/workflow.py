@@ -35,7 +35,7 @@ from nasmerc.registry import create_dataset, get_search_space, get_strategy
 from nasmerc.evaluate import single_modality_note
 from nasmerc.protocols import get_protocol
 from nasmerc.runs import (ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, new_run_dir, open_run,
-                          read_process, read_yaml, run_status)
+                          holder, read_yaml, run_status)
 from nasmerc.spec import RunSpec
 from nasmerc.train import distributed
 from nasmerc.train.plugins import make_plugins
@@ -177,9 +177,7 @@ def _resumable(run: str, command: str) -> tuple[Path, dict[str, Any]]:
     if status == "finished":
         raise NasmercError(f"--resume {run}: the run finished; there is nothing to resume")
     if status == "running":
-        holder = read_process(run_dir) or {}
-        raise NasmercError(f"--resume {run}: in use by process {holder.get('pid', '?')} on {holder.get('host', '?')}; "
-                           "it is still running")
+        raise NasmercError(f"--resume {run}: in use by {holder(run_dir, command=False)}; it is still running")
     return run_dir, config
 
 
