@@ -22,7 +22,7 @@ import numpy as np
 
 from nasmerc import checks, metrics
 from nasmerc.data.learnable import LearnableOracle
-from nasmerc.data.missing import DEFAULT_RATES, check_rate
+from nasmerc.data.missing import DEFAULT_RATES, check_rate, single_modality_note
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_json
 from nasmerc.report import table
@@ -43,15 +43,6 @@ def share_of_oracle(metric: str, model_values: Sequence[float], oracle_values: S
     if metrics.HIGHER_IS_BETTER.get(metric, True):
         return m / o if o else float("nan")
     return o / m if m else float("nan")
-
-
-def single_modality_note(signature: Any, masking: str = "auto") -> str:
-    """What to say of data with a single modality (nothing to drop), or ``""`` (also under frame-level
-    masking, which can drop a lone modality's frames)."""
-    if len(signature.modalities) != 1 or masking == "frame":
-        return ""
-    return (f"the data have one modality ({signature.modalities[0]}): none can go missing (at least one is kept "
-            "per utterance), so every missing rate is rate 0 and one row is reported")
 
 
 def protocol_rates(model_path: Path) -> tuple[float, ...]:

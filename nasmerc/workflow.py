@@ -22,6 +22,7 @@ import yaml
 
 from nasmerc.config import apply_overrides, load_yaml, parse_assignments
 from nasmerc.data.conversation import ConversationDataset, DataSignature
+from nasmerc.data.missing import single_modality_note
 from nasmerc.errors import NasmercError
 from nasmerc.events import EventSink
 from nasmerc.io import write_json, write_torch
@@ -32,7 +33,6 @@ from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, Strategy, require_something_to_search
 from nasmerc.outputs import count_parameters
 from nasmerc.registry import create_dataset, get_search_space, get_strategy
-from nasmerc.evaluate import single_modality_note
 from nasmerc.protocols import get_protocol
 from nasmerc.runs import (ARCH_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, SEARCH_FILE, ArchFile, new_run_dir, open_run,
                           holder, read_yaml, run_status)

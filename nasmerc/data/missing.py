@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from nasmerc.data.batch import Batch
-from nasmerc.data.conversation import Conversation
+from nasmerc.data.conversation import Conversation, DataSignature
 from nasmerc.errors import NasmercError
 
 MAX_RATE = 0.7
@@ -178,3 +178,12 @@ def make_schedule(spec: str | float) -> MissingSchedule:
         raise NasmercError(
             f"missing schedule {spec!r}: expected 'random', 'progressive', 'fixed:RHO' or a rate in [0, 1]"
         ) from None
+
+
+def single_modality_note(signature: DataSignature, masking: str = "auto") -> str:
+    """What to say of data with a single modality (nothing to drop), or ``""`` (also under frame-level
+    masking, which can drop a lone modality's frames)."""
+    if len(signature.modalities) != 1 or masking == "frame":
+        return ""
+    return (f"the data have one modality ({signature.modalities[0]}): none can go missing (at least one is kept "
+            "per utterance), so every missing rate is rate 0 and one row is reported")
