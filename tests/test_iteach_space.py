@@ -247,11 +247,11 @@ def test_distill_is_eq14_over_the_last_three_layers() -> None:
     out = model(batch)
     mask = batch.mask
     s, t = model.student(batch.features, mask), model.teacher(batch.complete, mask)
-    mse = [((s[-k][mask] - t[-k][mask]) ** 2).mean() for k in (1, 2, 3)]
-    assert torch.allclose(out.aux_losses["distill"], 0.5 * mse[0] + 0.1 * mse[1] + 0.05 * mse[2], atol=1e-6)
+    sq = [((s[-k][mask] - t[-k][mask]) ** 2).sum(-1).mean() for k in (1, 2, 3)]  # squared norm per row
+    assert torch.allclose(out.aux_losses["distill"], 0.5 * sq[0] + 0.1 * sq[1] + 0.05 * sq[2], atol=1e-5)
     t_logits = model.teacher.predict(t[-1], mask)
     assert torch.allclose(out.aux_losses["teacher_task"], task_loss(t_logits, batch, sig.task), atol=1e-6)
-    assert out.aux_weights == {"distill": 1.0, "teacher_task": 1.0}
+    assert out.aux_weights == {"distill": 2.0, "teacher_task": 1.0}  # 2 x eq. 15 (tests/test_iteach_loss.py)
 
 
 def test_the_student_predicts() -> None:
@@ -329,6 +329,8 @@ def test_batch_with_wrong_dims_or_too_long_is_refused() -> None:
     ({"mixers": ("attention", "conv")}, "mixers"),
     ({"teacher_layers": 2}, "distill_layer_weights"),
     ({"dropout": 1.0}, "dropout"),
+    ({"distill_norm": "l1"}, "distill_norm"),
+    ({"distill_weight": -1.0}, "distill_weight"),
 ])
 def test_bad_config_names_the_field(changes: dict[str, Any], key: str) -> None:
     with pytest.raises(NasmercError, match=key):
@@ -356,6 +358,7 @@ def test_default_preset_is_small_and_runs() -> None:
     cfg = space.config
     assert (cfg.hidden_dim, cfg.n_heads, cfg.student_layers, cfg.teacher_layers) == (64, 4, 4, 3)
     assert (cfg.ecce_kernel, cfg.ecce_dist, cfg.distill_layer_weights) == (7, 30, (0.5, 0.1, 0.05))
+    assert (cfg.distill_norm, cfg.distill_weight, cfg.teacher_weight) == ("sum", 1.0, 1.0)  # the paper's loss
     assert space.build(random_arch(space, 5))(masked_batch(sig)).logits.shape == (3, max(LENGTHS), 3)
 
 

@@ -39,8 +39,9 @@ class SearchSpace(ABC):
     Network: ClassVar[Callable[..., nn.Module] | None] = None
     """Called as ``Network(signature, config, ctx)`` by the default :meth:`network`."""
     default_strategy: ClassVar[str | None] = None
-    """The strategy ``nasmerc search --space NAME`` takes when none is named (``None``: ``darts``, or
-    ``fixed`` for a space with nothing to search)."""
+    """The strategy ``nasmerc search --space NAME`` takes when none is named, on the command line or in
+    a config file (``None``: ``darts``, or ``fixed`` for a space with nothing to search). A space sets
+    it when its paper searches another way: ``iteach`` searches with its router (eqs. 8-9)."""
 
     def __init__(self, signature: DataSignature, config: Any = None) -> None:
         self.signature = signature

@@ -12,7 +12,11 @@ The trainer calls, per fit, in this order (every method does nothing by default)
   (a curriculum grows this set);
 - :meth:`Plugin.task_loss` for every training batch: a replacement of the task term of the loss
   (``None`` keeps the trainer's);
-- :meth:`Plugin.end_epoch` after every epoch: numbers to log beside the epoch's losses.
+- :meth:`Plugin.end_epoch` after every epoch: numbers to log beside the epoch's losses;
+- :meth:`Plugin.prediction` on every evaluation forward pass (validation, test, the missing-rate
+  sweeps): a replacement of the model's ``out.logits`` as what is scored (``None`` keeps them), for a
+  method whose prediction rule is not the backbone's own output (SPCL predicts from the sum of the
+  uni-modal logits).
 """
 
 from __future__ import annotations
@@ -59,6 +63,14 @@ class Plugin:
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Numbers to log with the epoch (shown in the dashboard's losses)."""
         return {}
+
+    def prediction(self, batch: Batch, out: "ModelOutput") -> torch.Tensor | None:
+        """What an evaluation forward pass of ``batch`` predicts, in place of ``out.logits`` (``None``:
+        keep them). Called by the trainer on every evaluation forward pass, after the model's, with
+        the model in evaluation mode and no gradient. A replacement has the shape and meaning of
+        ``out.logits`` (class logits ``[B, L, C]`` / ``[B, C]``, or scores ``[B, L]`` / ``[B]``) and leaves
+        the padding rows as they are: the trainer scores it as it would score ``out.logits``."""
+        return None
 
     def config_dict(self) -> dict[str, Any]:
         return to_plain(self.config)

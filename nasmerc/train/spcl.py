@@ -11,15 +11,22 @@ logits ``z_ij^m`` (``ModelOutput.per_modality_logits``). SPCL
    ``rho_ij = 2 s_i l_ij / (s_i + l_ij)``;
 3. **Learning Scheduler**: the hard self-paced mask ``v_ij = [rho_ij <= lambda]``, with
    ``lambda^(t) = alpha lambda^(t-1)`` after every epoch;
-4. the objective ``L_SPCL = sum v_ij l_ij / sum v_ij``.
+4. the objective ``L_SPCL = sum v_ij l_ij / sum v_ij``;
+5. **Prediction** (:meth:`SPCL.prediction`): the method "derives uni-modal logits via
+   modality-specific predictors, then fuses them into a cross-modal logit for emotion recognition",
+   ``z_ij^joint = sum_m z_ij^m``, and predicts ``argmax softmax(z_ij^joint)``. At every evaluation
+   pass the plug-in hands the trainer ``z^joint`` in place of the backbone's fused ``out.logits``:
+   logits, not their softmax, so that they mean what ``out.logits`` means (the argmax is the same,
+   and the evaluation cross-entropy is the paper's ``l_ij``).
 
-In the paper the backbone's own prediction is the cross-modal logit. nasmerc's spaces also have a
-fused output of their own, so its task loss is averaged over the same selected utterances and added
-(``fused_weight``; 0 trains the fused output not at all). ``lambda`` starts at ``lambda0``, or, when
+nasmerc's spaces also have a fused output of their own, so its task loss is averaged over the same
+selected utterances and added (``fused_weight``; 0 trains the fused output not at all, which is the
+paper's objective). It trains the shared encoders only: the prediction is ``z^joint`` whatever the
+weight. ``lambda`` starts at ``lambda0``, or, when
 ``lambda0`` is 0, at the ``start_fraction`` quantile of the difficulties of the first training batch.
 A batch where nothing is selected trains on its easiest utterance. Regression (a paper-external
 case) uses the mean of the uni-modal scores as the cross-modal score, ``l_ij`` the absolute error and
-``s_i`` the standard deviation of the uni-modal scores.
+``s_i`` the standard deviation of the uni-modal scores, and predicts that mean score.
 """
 
 from __future__ import annotations
@@ -55,19 +62,33 @@ def _rows(t: torch.Tensor, batch: Batch) -> torch.Tensor:
     return t[batch.mask.bool()] if batch.labels.dim() == 2 else t
 
 
+def uni_modal(out: "ModelOutput") -> dict[str, torch.Tensor]:
+    """``out.per_modality_logits``, refused when the model gives none."""
+    if len(out.per_modality_logits) < 1:
+        raise NasmercError("plug-in spcl: the model gives no per-modality logits "
+                           "(use a space whose output has per_modality_logits)")
+    return out.per_modality_logits
+
+
+def cross_modal(per_modality: dict[str, torch.Tensor], task: str) -> torch.Tensor:
+    """``z^joint = sum_m z^m`` (classification), the mean of the uni-modal scores (regression)."""
+    logits = torch.stack([per_modality[m] for m in sorted(per_modality)], dim=0)  # [M, B, L, C] / [M, B, C]
+    return logits.sum(0) if task == "classification" else logits.mean(0)
+
+
 def spcl_terms(per_modality: dict[str, torch.Tensor], batch: Batch, task: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(l, s)`` of the real rows: the cross-modal loss per row and its conversation's discrepancy."""
     logits = torch.stack([per_modality[m] for m in sorted(per_modality)], dim=0)  # [M, B, L, C] / [M, B, C]
     labels = batch.labels
+    joint = cross_modal(per_modality, task)
     if task == "classification":
-        joint = logits.sum(0)
         safe = labels.clamp(min=0)
         loss = F.cross_entropy(joint.flatten(0, -2), safe.flatten(), reduction="none").view(safe.shape)
         probs = logits.softmax(-1).gather(-1, safe.unsqueeze(0).unsqueeze(-1).expand(logits.shape[0], *safe.shape, 1))
         scores = probs.squeeze(-1)                    # [M, B, L] / [M, B]
     else:
         scores = logits
-        loss = (logits.mean(0) - labels.to(logits.dtype)).abs()
+        loss = (joint - labels.to(logits.dtype)).abs()
     spread = scores.std(0, unbiased=False)            # [B, L] / [B]
     if batch.labels.dim() == 2:
         real = batch.mask.to(spread.dtype)
@@ -111,11 +132,8 @@ class SPCL(Plugin):
             raise NasmercError("plug-in spcl: lambda0 and fused_weight must be non-negative")
 
     def task_loss(self, batch: Batch, out: "ModelOutput", epoch: int) -> torch.Tensor:
-        if len(out.per_modality_logits) < 1:
-            raise NasmercError("plug-in spcl: the model gives no per-modality logits "
-                               "(use a space whose output has per_modality_logits)")
         task = self.signature.task
-        loss, spread = spcl_terms(out.per_modality_logits, batch, task)
+        loss, spread = spcl_terms(uni_modal(out), batch, task)
         rho = harmonic(spread, loss.detach())
         if self.lam is None:
             self.lam = float(torch.quantile(rho.float(), self.config.start_fraction))
@@ -130,6 +148,19 @@ class SPCL(Plugin):
                 own = (fused.reshape(-1) - target.to(fused.dtype).reshape(-1)).abs()
             total = total + self.config.fused_weight * (v * own).sum() / v.sum()
         return total
+
+    def prediction(self, batch: Batch, out: "ModelOutput") -> torch.Tensor:
+        """``z^joint = sum_m z^m`` (step 5 of the module docstring) on the real rows, ``out.logits`` on
+        the padding rows; the same shape as ``out.logits``, whose dtype it takes."""
+        joint = cross_modal(uni_modal(out), self.signature.task).to(out.logits.dtype)
+        if joint.shape != out.logits.shape:
+            shapes = {m: list(z.shape) for m, z in sorted(out.per_modality_logits.items())}
+            raise NasmercError(f"plug-in spcl: per-modality logits of shapes {shapes} for model logits of shape "
+                               f"{list(out.logits.shape)}: expected the shape of the model's logits")
+        if batch.labels.dim() != 2:  # utterance level: one row per sample, no padding row
+            return joint
+        real = batch.mask.bool().view(*batch.mask.shape, *([1] * (joint.dim() - batch.mask.dim())))
+        return torch.where(real, joint, out.logits)
 
     def state_dict(self) -> dict[str, Any]:
         return {"lam": self.lam}
