@@ -205,7 +205,10 @@ def run_one(cell: Cell, data: str, seed: int, grid_sets: Sequence[str], out: Pat
 
 
 def candidate_epochs(found: Mapping[str, Any], config: Mapping[str, Any]) -> int:
-    """What a search spent, in epochs of training: its candidates' epochs, or its (super)net's."""
+    """What a search spent, in epochs of training: its candidates' epochs, or its (super)net's (a
+    one-shot search: the supernet's epochs, its inherited scores costing none), with its finalists'."""
+    if found.get("oneshot"):
+        return int(found["oneshot"]["supernet_epochs"] + found.get("finalist_epochs", 0))
     trials = found.get("trials")
     if trials:
         epochs = (config.get("strategy_config") or {}).get("candidate_epochs", 1)

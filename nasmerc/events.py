@@ -16,12 +16,16 @@ Every event has a ``type`` and a wall-clock ``time`` (seconds since the epoch). 
 - ``trial``: one evaluated candidate of a population strategy: ``trial`` (1-based), ``arch``,
   ``value``, ``best`` (best so far, ``None`` while none is eligible), ``metric``, ``parameters``,
   ``seconds``, and the proposer's fields (``generation`` for evolution, ``pruned: true`` for a pruned
-  TPE trial);
+  TPE trial), ``inherited: true`` for a candidate scored with a one-shot supernet's weights;
+- ``supernet``: a one-shot supernet trained on uniformly sampled paths (``strategy.evaluation=oneshot``,
+  ``nasmerc.nas.oneshot``): ``epochs``, ``best_epoch``, ``value``, ``metric``, ``parameters``,
+  ``shared_values`` (the value choices scored on the shared weights);
 - ``finalist``: one of a population search's best candidates trained for the full ``train.epochs``
   (``finalists > 0``): ``trial``, ``arch``, ``value`` (its short score), ``final_value``, ``parameters``,
   ``metric``;
 - ``generation``: one closed generation of evolution: ``generation``, ``generations``, ``best`` (of the
-  hall of fame), ``mean``, ``diversity``, ``best_genome`` (the decoded best architecture);
+  hall of fame), ``mean``, ``diversity``, ``best_genome`` (the decoded best architecture), and
+  ``fitness`` (``metric`` or ``loss``, HAEMSA's eq. 8, with ``strategy.weights=evolve``);
 - ``run_resume``: a resumed run picks up here: ``command``, ``events`` (how many events of the run
   were on file), ``pid``, ``host``;
 - ``run_end``: ``status`` (``finished`` / ``failed`` / ``interrupted``), ``best``, ``elapsed``,

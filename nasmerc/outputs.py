@@ -8,6 +8,7 @@ trainer must not import ``nasmerc.nas`` back).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -33,3 +34,18 @@ class ModelOutput:
 def count_parameters(model: nn.Module) -> int:
     """Every parameter of ``model`` (a supernet's architecture weights are not part of it)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def fit_data_modules(model: nn.Module, conversations: Sequence[Any]) -> int:
+    """Fit every submodule of ``model`` that is fitted to the training data before training (a
+    ``fit_data(conversations)`` method and a false boolean ``fitted`` buffer, as
+    :class:`nasmerc.modules.pca.PCAEncoder`) and is not fitted yet; how many were. The trainer calls it
+    with the training split before the first epoch; a model restored from a checkpoint or ``model.pt``
+    is fitted already."""
+    count = 0
+    for module in model.modules():
+        fitted = getattr(module, "fitted", None)
+        if callable(getattr(module, "fit_data", None)) and isinstance(fitted, torch.Tensor) and not bool(fitted):
+            module.fit_data(conversations)
+            count += 1
+    return count

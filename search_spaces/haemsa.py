@@ -35,7 +35,11 @@ is inert in that architecture.
 
 The paper's evolution (eqs. 8-10: tournament selection, blend crossover, Gaussian mutation) is the
 ``evolution`` strategy; this space is meant for population strategies, since ``depth``, widths,
-``shared.inputs``, ``lambda`` and ``gamma`` are value / float choices.
+``shared.inputs``, ``lambda`` and ``gamma`` are value / float choices. ``--set strategy.weights=evolve``
+evolves the experts' weights with their structure, as the paper does (eqs. 9-10 on weights, eq. 8's
+validation loss as the fitness). One-shot evaluation (``--set strategy.evaluation=oneshot``) shares
+one supernet's weights, so the genes that size weights (``depth``, the widths, ``shared.inputs``) must
+be fixed with ``--fix``; ``lambda``, ``gamma`` and the fusion per level are searched on it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ stands for:
   baseline's Linear), ``linear`` (Linear + ReLU: MultiDAG's ``Enc_m``, CORECT's FC audio / visual
   encoder in one layer), ``bigru`` (``BiRNN``: the late-fusion baseline's recurrent encoder) or
   ``transformer`` (pre-norm Transformer over the conversation, key padding mask: CORECT's text
-  encoder, ITEACH-Net's and RMNAS's Transformer layers).
+  encoder, ITEACH-Net's and RMNAS's Transformer layers) or ``pca`` (the modality's whitened leading
+  ``pca_dim`` principal components, fitted on the training split before the first step, then a Linear
+  without bias: :class:`~nasmerc.modules.pca.PCAEncoder`, the PCA step of feature pipelines).
 - ``speaker`` (value): ``none``, ``embedding`` (a learned speaker embedding added to every modality's
   encoded rows: CORECT's ``X = x + s``) or ``relations`` (same / other speaker relation types in the
   ``graph`` and ``dag`` context models: MultiDAG / DAG-ERC; every other context model then reads a
@@ -34,6 +36,12 @@ stands for:
   ``transformer``, ``graph`` (CORECT's RT-GCN: RGCN + graph transformer over the utterance graph with
   past / future / self, and with ``relations`` speaker, edges) or ``dag`` (MultiDAG's DAG-GNN). Every
   stream (the fused one, each modality's) has its own instance.
+- ``structure`` (op): how the head's per-utterance scores become decisions: ``none`` (each utterance
+  on its own, as every hand-designed model here), ``crf`` (a linear-chain CRF over the conversation's
+  labels with speaker-kept / speaker-changed transitions, CESTa's emotion-sequence tagging) or
+  ``party_crf`` (a CRF over both parties' emotions of a dyad, DialogueRNN's party states made exact);
+  the output is the CRF's exact posterior marginals (:mod:`nasmerc.modules.crf`). Offered for
+  dialogue-level classification, ``party_crf`` only for two-speaker data.
 - ``missing_loss`` (value): ``none``, ``reconstruction`` (MFMB-Net eqs. 14-18: a decoder per modality
   from the fused state, SmoothL1 against ``batch.complete`` on the dropped rows; losses
   ``reconstruction_{m}``) or ``distill`` (ITEACH-Net's inverted teacher-student with the network
@@ -97,6 +105,8 @@ from nasmerc.modules.merc import (ENCODERS, MISSING, SpeakerInput, distill_loss,
                                   reconstruction_loss)
 from nasmerc.modules.merc_context import CONTEXTS, PerKey, context_candidates
 from nasmerc.modules.merc_fusion import FUSIONS, POSITIONS, fusion_candidates, paths_of
+from nasmerc.modules.crf import STRUCTURES, structure_names
+from nasmerc.modules.pca import PCAEncoder
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
@@ -105,6 +115,7 @@ __all__ = ["MercConfig", "MercSpace", "MercNetwork", "merc_default", "merc_paper
            "SPEAKER", "MISSING_LOSSES"]
 
 SPEAKER = ("none", "embedding", "relations")
+MERC_ENCODERS = ENCODERS + ("pca",)
 MISSING_LOSSES = ("none", "reconstruction", "distill")
 FUSED = "fused"  # the key of the early path's stream
 
@@ -140,9 +151,11 @@ class MercConfig:
     hub_tokens: int = 4
     dropout: float = 0.1
     missing_weight: float = 1.0
-    encoders: tuple[str, ...] = ENCODERS
+    pca_dim: int = 16
+    encoders: tuple[str, ...] = MERC_ENCODERS
     contexts: tuple[str, ...] = CONTEXTS
     fusions: tuple[str, ...] = FUSIONS
+    structures: tuple[str, ...] = tuple(STRUCTURES)
     unimodal_weights: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0)
 
 
@@ -182,8 +195,7 @@ class MercNetwork(nn.Module):
             width = int(signature.dims[m])
             self.missing[m] = ctx.op(f"{m}.missing", {name: (lambda make=make: make(width))
                                                        for name, make in MISSING.items()})
-            self.encoders[m] = ctx.op(f"{m}.encoder", encoder_candidates(
-                width, d, cfg.encoders, cfg.encoder_layers, cfg.n_heads, cfg.ffn_ratio, cfg.dropout, total))
+            self.encoders[m] = ctx.op(f"{m}.encoder", self.encoder_candidates(m, width, cfg, total))
         self.speaker = ctx.value("speaker", SPEAKER)
         self.speaker_embedding = SpeakerInput(self.n_speakers, d) if self.speaker == "embedding" else None
         self.position = ctx.op("position", POSITIONS)
@@ -203,10 +215,21 @@ class MercNetwork(nn.Module):
         self.missing_weight = float(cfg.missing_weight)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = TaskHead(d, signature, cfg.dropout)
+        k = max(1, int(signature.n_classes))
+        self.structure = ctx.op("structure", {name: (lambda name=name: STRUCTURES[name](k)) for name in structure_names(
+            cfg.structures, signature.task, signature.level, self.n_speakers)})
         self.unimodal_heads = nn.ModuleDict({m: TaskHead(d, signature, cfg.dropout) for m in mods})
         self.decoders = nn.ModuleDict({
             m: nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, int(signature.dims[m]))) for m in mods
         }) if self.missing_loss == "reconstruction" else None
+
+    @staticmethod
+    def encoder_candidates(m: str, width: int, cfg: MercConfig, total: int) -> dict[str, Any]:
+        """The encoders of ``cfg.encoders`` for modality ``m``: the shared ones and ``pca``."""
+        shared = encoder_candidates(width, cfg.hidden_dim, tuple(n for n in cfg.encoders if n in ENCODERS),
+                                    cfg.encoder_layers, cfg.n_heads, cfg.ffn_ratio, cfg.dropout, total)
+        pca = {"pca": lambda: PCAEncoder(m, width, cfg.hidden_dim, cfg.pca_dim)}
+        return {name: shared[name] if name in shared else pca[name] for name in cfg.encoders}
 
     def represent(self, features: Mapping[str, Tensor], dropped: Mapping[str, Tensor], mask: Tensor,
                   speakers: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -232,7 +255,7 @@ class MercNetwork(nn.Module):
         speakers = speaker_ids(batch, self.n_speakers)
         dropped = {m: mask & ~present_mask(batch, m) for m in self.modalities}
         state, encoded = self.represent(batch.features, dropped, mask, speakers)
-        logits = self.head(state, mask)
+        logits = self.structure(self.head(state, mask), mask, speakers)
         per_modality, aux, weights = unimodal_outputs(self.unimodal_heads, encoded, batch, self.signature.task,
                                                       self.unimodal_weight)
         if self.training and self.missing_loss != "none":
@@ -279,7 +302,7 @@ class MercSpace(SearchSpace):
 
     def check_config(self) -> None:
         cfg, where = self.config, self.where
-        checks.positive(where, hidden_dim=cfg.hidden_dim, n_heads=cfg.n_heads, encoder_layers=cfg.encoder_layers,
+        checks.positive(where, hidden_dim=cfg.hidden_dim, pca_dim=cfg.pca_dim, n_heads=cfg.n_heads, encoder_layers=cfg.encoder_layers,
                         context_layers=cfg.context_layers, graph_heads=cfg.graph_heads, dag_layers=cfg.dag_layers,
                         dag_window=cfg.dag_window, hub_tokens=cfg.hub_tokens)
         checks.even(where, "hidden_dim", cfg.hidden_dim, "the recurrent models have hidden_dim / 2 units per direction")
@@ -289,7 +312,8 @@ class MercSpace(SearchSpace):
         checks.greater_than_zero(where, ffn_ratio=cfg.ffn_ratio)
         checks.dropout(where, cfg.dropout)
         checks.non_negative(where, missing_weight=cfg.missing_weight)
-        checks.distinct_names(where, "encoders", cfg.encoders, ENCODERS)
+        checks.distinct_names(where, "encoders", cfg.encoders, MERC_ENCODERS)
+        checks.distinct_names(where, "structures", cfg.structures, tuple(STRUCTURES))
         checks.distinct_names(where, "contexts", cfg.contexts, CONTEXTS)
         checks.distinct_names(where, "fusions", cfg.fusions, FUSIONS)
         weights = list(cfg.unimodal_weights)
@@ -305,7 +329,7 @@ def named_arch(name: str, signature: DataSignature | Sequence[str]) -> dict[str,
     """The architecture ``name`` (a key of :data:`NAMED`) for the modalities of ``signature`` (a data
     signature or the modality names); the module docstring says how each differs from its model."""
     mods = tuple(signature.modalities if isinstance(signature, DataSignature) else signature)
-    common = {"speaker": "none", "missing_loss": "none", "unimodal_weight": 0.0}
+    common = {"speaker": "none", "missing_loss": "none", "unimodal_weight": 0.0, "structure": "none"}
     designs: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
         "early_fusion": ({m: "projection" for m in mods}, {"position": "early", "fusion": "sum", "context": "lstm"}),
         "late_fusion": ({m: "projection" for m in mods}, {"position": "late", "fusion": "concat", "context": "bigru"}),

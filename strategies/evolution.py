@@ -33,6 +33,25 @@ of distinct values in the population, ``(distinct - 1) / (min(population, catego
 float gene, its standard deviation over half its range, capped at 1. It is 0 when the population
 has converged to one genome and 1 when every gene is as varied as it can be.
 
+**Weights** (``weights=evolve``, HAEMSA sec. 3.2: "the structure and weights of the hierarchical
+experts are optimized through an evolutionary process"). Every individual carries its weights.
+Generation 1 trains from its seeded initialisation for ``candidate_epochs``; an offspring starts from
+weights made by the paper's operators (``nasmerc.nas.population``) and trains ``weight_epochs``
+(default ``candidate_epochs``; 0 scores the evolved weights as they are: the paper gives no budget):
+crossover blends the parents' parameters by eq. 9 with the crossover's ``alpha`` (the first child
+``alpha w_i + (1 - alpha) w_j``, the second ``alpha w_j + (1 - alpha) w_i``, as the float genes), and
+mutation adds ``N(0, weight_sigma)`` to each weight with probability ``mut_prob`` (eq. 10). The paper
+is silent on parents of different architectures: the operators act on the parameters both parents
+hold by name and shape; every other tensor comes from the fitter parent (else the other, else the
+offspring's fresh initialisation). With weight mutation on, every offspring is evaluated again. The
+fitness is the paper's eq. 8, the mean validation loss ``1/|D_val| sum L(p(x), y)`` (lower is fitter;
+``fitness=auto`` takes it with ``weights=evolve`` and the validation metric otherwise), and the result
+is the hall of fame's architecture *with its weights*, written as ``model.pt``. Trained weights are
+kept in the run folder (``weights/``), so a resumed run replays exactly.
+
+**One-shot** (``evaluation=oneshot``, ``nasmerc.nas.oneshot``): every generation is scored with a
+supernet's weights instead of being trained; ``finalists`` (default 3) are retrained from scratch.
+
 **Through a study** (``storage``, ``study``; see ``nasmerc.nas.storage`` and ``nasmerc.study`` for
 how workers claim, beat and retry trials). ``nasmerc search --strategy evolution --storage URL --study
 NAME`` on many machines runs one evolution. DEAP still selects, crosses and mutates, in every worker:
@@ -63,6 +82,7 @@ up to the last is ended ``FAIL`` with role ``unused``. Without ``study`` the stu
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from operator import attrgetter
@@ -71,6 +91,7 @@ from typing import Any, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from deap import base, tools
 
 from nasmerc import checks
@@ -79,8 +100,9 @@ from nasmerc.errors import NasmercError
 from nasmerc.nas import storage
 from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
+from nasmerc.nas.oneshot import check_evaluation
 from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, decode, encode, genes,
-                                    sample_genome, search_result)
+                                    inherit_weights, perturb_weights, sample_genome, search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.study import StudyProposer, individuals, is_individual, slot_records, slot_states
@@ -93,7 +115,8 @@ class EvolutionConfig:
     population: int = 8
     generations: int = 3
     candidate_epochs: int = 2
-    finalists: int = 0
+    finalists: int | None = None
+    """Retrained from scratch at the end; unset: 0, or 3 with ``evaluation=oneshot``."""
     tournament: int = 3
     cx_prob: float = 0.5
     mut_prob: float = 0.3
@@ -102,6 +125,16 @@ class EvolutionConfig:
     storage: str = ""
     study: str = ""
     heartbeat: int = 10
+    evaluation: str = "scratch"
+    """``scratch`` or ``oneshot`` (``nasmerc.nas.oneshot``)."""
+    oneshot_epochs: int = 0
+    """The supernet's epochs with ``evaluation=oneshot`` (0: ``train.epochs``)."""
+    weights: str = "scratch"
+    """``scratch`` (every candidate from its seeded initialisation) or ``evolve`` (module docstring)."""
+    weight_sigma: float = 0.01
+    weight_epochs: int | None = None
+    fitness: str = "auto"
+    """``metric`` (validation metric), ``loss`` (HAEMSA eq. 8) or ``auto`` (``loss`` with ``weights=evolve``)."""
 
     def __post_init__(self) -> None:
         where = "strategy 'evolution'"
@@ -109,9 +142,31 @@ class EvolutionConfig:
         checks.positive(where, generations=self.generations, candidate_epochs=self.candidate_epochs,
                         tournament=self.tournament)
         checks.probability(where, cx_prob=self.cx_prob, mut_prob=self.mut_prob)
-        checks.non_negative(where, mut_sigma=self.mut_sigma)
-        checks.at_least(where, 0, finalists=self.finalists)
+        checks.non_negative(where, mut_sigma=self.mut_sigma, weight_sigma=self.weight_sigma)
         storage.check_storage_value(where, self.storage, self.study, self.heartbeat)
+        check_evaluation(where, self.evaluation, self.oneshot_epochs, self.finalists, self.study)
+        checks.one_of(where, "weights", self.weights, WEIGHTS)
+        checks.one_of(where, "fitness", self.fitness, FITNESSES)
+        if self.weight_epochs is not None:
+            checks.at_least(where, 0, weight_epochs=self.weight_epochs)
+        if self.weights == "evolve" and self.evaluation == "oneshot":
+            raise NasmercError(f"{where}: weights='evolve' with evaluation='oneshot': an individual's own weights "
+                               "and a supernet's shared ones exclude each other; choose one")
+        if self.storage and (self.weights == "evolve" or self.fitness_kind == "loss"):
+            raise NasmercError(f"{where}: storage={storage.masked(self.storage)!r} with weights={self.weights!r}, "
+                               f"fitness={self.fitness!r}: a study keeps the metric, not weights or losses; drop "
+                               "storage or use weights='scratch', fitness='metric'")
+
+    @property
+    def fitness_kind(self) -> str:
+        """``metric`` or ``loss``: what the individuals' fitness is (``auto`` resolved)."""
+        if self.fitness == "auto":
+            return "loss" if self.weights == "evolve" else "metric"
+        return self.fitness
+
+
+WEIGHTS = ("scratch", "evolve")
+FITNESSES = ("auto", "metric", "loss")
 
 
 def _groups(layout: Sequence[Gene]) -> dict[int, list[int]]:
@@ -125,6 +180,12 @@ def _groups(layout: Sequence[Gene]) -> dict[int, list[int]]:
 def crossover(a: list, b: list, layout: Sequence[Gene], rng: random.Random) -> tuple[list, list]:
     """Blend float genes (HAEMSA eq. 9, one ``alpha`` per crossover) and swap categorical choices
     uniformly (an input choice's genes together); in place, returns ``(a, b)``."""
+    blend_crossover(a, b, layout, rng)
+    return a, b
+
+
+def blend_crossover(a: list, b: list, layout: Sequence[Gene], rng: random.Random) -> float:
+    """:func:`crossover`, returning its ``alpha`` (which the weights of the children blend by too)."""
     alpha = rng.random()
     for positions in _groups(layout).values():
         if layout[positions[0]].kind == "float":
@@ -134,7 +195,7 @@ def crossover(a: list, b: list, layout: Sequence[Gene], rng: random.Random) -> t
         elif rng.random() < 0.5:
             for p in positions:
                 a[p], b[p] = b[p], a[p]
-    return a, b
+    return alpha
 
 
 def mutate(genome: list, layout: Sequence[Gene], prob: float, sigma: float, rng: random.Random) -> list:
@@ -178,6 +239,15 @@ def individual_class(higher_is_better: bool) -> type:
             super().__init__(genes)
             self.fitness = fitness()
             self.trial = 0
+            self.weights: dict | None = None  # its trained weights (weights=evolve)
+            self.parents: dict | None = None  # where an offspring's weights come from
+
+        def __deepcopy__(self, memo: dict) -> "Individual":
+            """A copy sharing the weights (never changed in place: operators make new tensors)."""
+            twin = type(self)(self)
+            twin.fitness = copy.deepcopy(self.fitness, memo)
+            twin.trial, twin.weights, twin.parents = self.trial, self.weights, self.parents
+            return twin
 
     return Individual
 
@@ -198,13 +268,18 @@ class EvolutionProposer(Proposer):
         self.specs = ctx.space.choices(ctx.fixed)
         self.fixed = dict(ctx.fixed)
         self.layout = genes(self.specs, self.fixed)
-        Individual = self.Individual = individual_class(ctx.evaluator.higher_is_better)
+        self.fitness = cfg.fitness_kind
+        self.evolve = cfg.weights == "evolve"
+        higher = ctx.evaluator.higher_is_better if self.fitness == "metric" else False
+        Individual = self.Individual = individual_class(higher)
+        self.weight_rng = torch.Generator().manual_seed(ctx.seed)  # eq. 10's noise
+        self.asked = 0
         self.rng = random.Random(ctx.seed)
         self.select_rng = random.Random(ctx.seed)
         np_rng = np.random.default_rng(ctx.seed)
         toolbox = base.Toolbox()
         toolbox.register("individual", lambda: Individual(sample_genome(self.layout, np_rng)))
-        toolbox.register("mate", crossover, layout=self.layout, rng=self.rng)
+        toolbox.register("mate", blend_crossover, layout=self.layout, rng=self.rng)
         toolbox.register("mutate", mutate, layout=self.layout, prob=cfg.mut_prob, sigma=cfg.mut_sigma, rng=self.rng)
         toolbox.register("select", select_tournament, size=cfg.tournament, rng=self.select_rng)
         self.toolbox = toolbox
@@ -223,10 +298,36 @@ class EvolutionProposer(Proposer):
         return self.generation == self.cfg.generations
 
     def ask(self, n: int) -> list[Proposal]:
-        """The next generation's individuals whose genome changed (all of generation 1); the generation
-        before is closed first."""
-        return [Proposal(decode(ind, self.specs, self.fixed), {"generation": self.generation}, ref=ind)
-                for ind in self.next_generation()]
+        """The next generation's individuals whose genome changed (all of generation 1; with
+        ``weights=evolve`` those whose weights changed too, each with its starting weights); the
+        generation before is closed first."""
+        fresh = self.next_generation()
+        out = []
+        for k, ind in enumerate(fresh):
+            arch = decode(ind, self.specs, self.fixed)
+            if not self.evolve:
+                out.append(Proposal(arch, {"generation": self.generation}, ref=ind))
+                continue
+            index = self.asked + k
+            offspring = ind.parents is not None
+            out.append(Proposal(arch, {"generation": self.generation}, ref=ind, index=index, keep=True,
+                                init=self._offspring_weights(ind, arch, index) if offspring else None,
+                                epochs=self.cfg.weight_epochs if offspring else None))
+        self.asked += len(fresh)
+        return out
+
+    def _offspring_weights(self, ind: Any, arch: dict[str, Any], index: int) -> dict[str, torch.Tensor]:
+        """Eqs. 9-10 on the weights of ``ind``'s parents, for its architecture (module docstring)."""
+        model = self.ctx.evaluator.build(arch, seed=self.ctx.evaluator.seed + index)
+        fresh = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        names = [name for name, _ in model.named_parameters()]
+        p = ind.parents
+        if p["other"] is None:
+            start = inherit_weights(fresh, names, p["own"])
+        else:
+            fitter, other = (p["own"], p["other"]) if p["own_fitter"] else (p["other"], p["own"])
+            start = inherit_weights(fresh, names, fitter, other, p["alpha"], fitter_is_i=p["own_fitter"])
+        return perturb_weights(start, names, self.cfg.weight_sigma, self.cfg.mut_prob, self.weight_rng)
 
     def next_generation(self) -> list:
         """Close the generation before (if any) and make the next one; its individuals to evaluate."""
@@ -255,20 +356,30 @@ class EvolutionProposer(Proposer):
 
     def _breed(self, population: list) -> list:
         offspring = [self.toolbox.clone(ind) for ind in self.toolbox.select(population, len(population))]
+        for ind in offspring:
+            ind.parents = {"own": ind.weights, "other": None, "alpha": None, "own_fitter": True}
         for i in range(1, len(offspring), 2):
             if self.rng.random() < self.cfg.cx_prob:
-                self.toolbox.mate(offspring[i - 1], offspring[i])
-                del offspring[i - 1].fitness.values, offspring[i].fitness.values
+                a, b = offspring[i - 1], offspring[i]
+                alpha = self.toolbox.mate(a, b)
+                a_fitter = not b.fitness > a.fitness  # a tie keeps the first
+                a.parents = {"own": a.weights, "other": b.weights, "alpha": alpha, "own_fitter": a_fitter}
+                b.parents = {"own": b.weights, "other": a.weights, "alpha": alpha, "own_fitter": not a_fitter}
+                del a.fitness.values, b.fitness.values
+        weights_mutate = self.evolve and self.cfg.mut_prob > 0 and self.cfg.weight_sigma > 0
         for ind in offspring:
             before = list(ind)
             self.toolbox.mutate(ind)
-            if list(ind) != before:
+            if (list(ind) != before or weights_mutate) and ind.fitness.valid:
                 del ind.fitness.values
         return offspring
 
     def tell(self, proposal: Proposal, result: CandidateResult, trial: int) -> None:
-        proposal.ref.fitness.values = (result.value,)
+        value = result.metrics["loss"] if self.fitness == "loss" else result.value
+        proposal.ref.fitness.values = (float(value),)
         proposal.ref.trial = trial
+        if self.evolve:
+            proposal.ref.weights, proposal.ref.parents = result.state, None
 
     def _close_generation(self) -> None:
         """Update the hall of fame, record the generation and emit its ``generation`` event."""
@@ -280,13 +391,21 @@ class EvolutionProposer(Proposer):
         record = self.stats.compile(self.population)
         self.logbook.record(generation=self.generation, evaluations=self.evaluations, best=best, diversity=div,
                             **record)
+        extra = {"fitness": "loss"} if self.fitness == "loss" else {}
         self.ctx.events.emit("generation", generation=self.generation, generations=self.cfg.generations, best=best,
-                             mean=record["mean"], diversity=div, best_genome=decode(self.hof[0], self.specs, self.fixed))
+                             mean=record["mean"], diversity=div, best_genome=decode(self.hof[0], self.specs, self.fixed),
+                             **extra)
 
     def result(self, log: TrialLog) -> SearchResult:
         logbook = self.last_generation()
-        return search_result(self.ctx.space, self.ctx.fixed, log, best_epoch=self.best_generation,
-                             trial=self.hof[0].trial, logbook=logbook, best_genome=list(self.hof[0]))
+        extra = {"fitness": "loss", "best_fitness": self.hof[0].fitness.values[0]} if self.fitness == "loss" else {}
+        result = search_result(self.ctx.space, self.ctx.fixed, log, best_epoch=self.best_generation,
+                               trial=self.hof[0].trial, logbook=logbook, best_genome=list(self.hof[0]), **extra)
+        if self.evolve:  # the fittest individual's architecture and weights (HAEMSA sec. 3.2)
+            result.model = self.ctx.evaluator.build(result.arch)
+            result.model.load_state_dict(self.hof[0].weights)
+            result.extra["weights"] = "evolve"
+        return result
 
     def last_generation(self) -> list[dict[str, Any]]:
         """Close the last generation; the logbook as plain records."""
@@ -426,6 +545,7 @@ class Evolution(PopulationStrategy):
 
     def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         """An outside storage is opened before the run folder is made (see ``nasmerc.nas.storage``)."""
+        super().check(space, fixed)
         cfg: EvolutionConfig = self.config
         storage.check_join("strategy 'evolution'", cfg.storage, cfg.study,
                           storage.check_setup("evolution", space, fixed, self.config_dict()))

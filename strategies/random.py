@@ -12,6 +12,11 @@ on each of them (each with its own ``--out``) joins it. Whoever creates the stud
 ``trials`` architectures from the seed, as one process would, and enqueues them; workers claim and
 train them, each with seed ``seed + i``, so the study ends with the trials, values and best of a
 search in one process. Without ``study`` the study is named ``nasmerc`` and must not exist yet.
+
+``evaluation=oneshot`` (``nasmerc.nas.oneshot``) scores every sample with the weights of a supernet
+trained ``oneshot_epochs`` epochs on uniformly sampled paths (Guo et al.'s single-path one-shot with
+random search), in milliseconds each, so ``trials`` can be hundreds; ``finalists`` (default 3 then)
+are retrained from scratch and the best on validation is the result.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 from nasmerc import checks
 from nasmerc.config import plain
 from nasmerc.nas import storage
+from nasmerc.nas.oneshot import check_evaluation
 from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, sample_arch
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext
@@ -35,15 +41,20 @@ from nasmerc.study import StudyProposer
 class RandomConfig:
     trials: int = 8
     candidate_epochs: int = 3
-    finalists: int = 0
+    finalists: int | None = None
+    """Retrained from scratch at the end; unset: 0, or 3 with ``evaluation=oneshot``."""
     storage: str = ""
     study: str = ""
     heartbeat: int = 10
+    evaluation: str = "scratch"
+    """``scratch`` or ``oneshot`` (``nasmerc.nas.oneshot``)."""
+    oneshot_epochs: int = 0
+    """The supernet's epochs with ``evaluation=oneshot`` (0: ``train.epochs``)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'random'", trials=self.trials, candidate_epochs=self.candidate_epochs)
-        checks.at_least("strategy 'random'", 0, finalists=self.finalists)
         storage.check_storage_value("strategy 'random'", self.storage, self.study, self.heartbeat)
+        check_evaluation("strategy 'random'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
 
 
 class RandomProposer(Proposer):
@@ -97,6 +108,7 @@ class RandomSearch(PopulationStrategy):
 
     def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         """An outside storage is opened before the run folder is made (see ``nasmerc.nas.storage``)."""
+        super().check(space, fixed)
         cfg: RandomConfig = self.config
         storage.check_join("strategy 'random'", cfg.storage, cfg.study,
                           storage.check_setup("random", space, fixed, self.config_dict()))

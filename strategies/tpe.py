@@ -73,6 +73,7 @@ from nasmerc import checks, metrics
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_json
 from nasmerc.nas import storage
+from nasmerc.nas.oneshot import check_evaluation
 from nasmerc.nas.storage import MASK, PASSWORD_VARIABLE, hide, masked, unmasked  # noqa: F401 (this module's API)
 from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.evaluator import CandidateResult
@@ -116,18 +117,23 @@ def make_pruner(name: str, startup_trials: int) -> optuna.pruners.BasePruner:
 class TPEConfig:
     trials: int = 8
     candidate_epochs: int = 3
-    finalists: int = 0
+    finalists: int | None = None
+    """Retrained from scratch at the end; unset: 0, or 3 with ``evaluation=oneshot``."""
     startup_trials: int = 3
     pruner: str = "median"
     storage: str = ""
     objectives: tuple[str, ...] = ("metric",)
     study: str = ""
     heartbeat: int = 10
+    evaluation: str = "scratch"
+    """``scratch`` or ``oneshot`` (``nasmerc.nas.oneshot``)."""
+    oneshot_epochs: int = 0
+    """The supernet's epochs with ``evaluation=oneshot`` (0: ``train.epochs``)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'tpe'", trials=self.trials, candidate_epochs=self.candidate_epochs,
                         startup_trials=self.startup_trials)
-        checks.at_least("strategy 'tpe'", 0, finalists=self.finalists)
+        check_evaluation("strategy 'tpe'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_objectives(self.objectives)
         if self.pruner not in PRUNERS:
             raise NasmercError(f"strategy 'tpe': pruner={self.pruner!r}: expected one of {', '.join(PRUNERS)}")
@@ -245,7 +251,7 @@ class TPEProposer(Proposer):
     def ask(self, n: int) -> list[Proposal]:
         k = min(n, self.left)
         self.left -= k
-        prune = n == 1 and not self.cfg.multi  # a stop must run in this process
+        prune = n == 1 and not self.cfg.multi and self.cfg.evaluation == "scratch"  # a stop runs in this process
         out = []
         for _ in range(k):
             trial = self.study.ask()
@@ -365,6 +371,7 @@ class TPE(PopulationStrategy):
         """A storage outside the run folder is opened once before the folder is made: a bad URL, an
         unreachable server, a study already there (without ``study``) or a shared study started with other
         settings stops the search before anything is written."""
+        super().check(space, fixed)
         cfg: TPEConfig = self.config
         storage.check_join("strategy 'tpe'", cfg.storage, cfg.study,
                           storage.check_setup("tpe", space, fixed, self.config_dict()))

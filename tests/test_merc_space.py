@@ -70,17 +70,18 @@ def test_registered_with_the_expected_choices(dataset) -> None:
     specs = space.choices()
     per_modality = [f"{m}.{what}" for m in MODS for what in ("missing", "encoder")]
     assert [s.label for s in specs] == per_modality + ["speaker", "position", "fusion", "context", "missing_loss",
-                                                       "unimodal_weight"]
+                                                       "unimodal_weight", "structure"]
     kinds = {s.label: s.kind for s in specs}
     assert {label for label, kind in kinds.items() if kind == "value"} == {"speaker", "missing_loss",
                                                                           "unimodal_weight"}
     candidates = {s.label: s.candidates for s in specs}
     assert candidates["text.missing"] == ("zeros", "mask_token")
-    assert candidates["text.encoder"] == ("projection", "linear", "bigru", "transformer")
+    assert candidates["text.encoder"] == ("projection", "linear", "bigru", "transformer", "pca")
     assert candidates["speaker"] == ("none", "embedding", "relations")
     assert candidates["position"] == ("early", "late", "both")
     assert candidates["fusion"] == ("concat", "sum", "attention", "glu", "hub")
     assert candidates["context"] == ("none", "lstm", "bigru", "transformer", "graph", "dag")
+    assert candidates["structure"] == ("none", "crf", "party_crf")  # a dyad: the party CRF applies
     assert candidates["missing_loss"] == ("none", "reconstruction", "distill")
     assert candidates["unimodal_weight"] == (0.0, 0.1, 0.3, 1.0)
     assert space.inactive(VALUES) == []

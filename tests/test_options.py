@@ -101,6 +101,12 @@ BAD = [
     ("nni:policy_based_rl", "trials", "0", "trials=0"),
     ("nni:policy_based_rl", "candidate_epochs", "0", "candidate_epochs=0"),
     ("nni:policy_based_rl", "samples_per_update", "0", "samples_per_update=0"),
+    *[(s, "evaluation", "twice", "evaluation='twice': expected one of") for s in ("random", "tpe", "evolution")],
+    *[(s, "oneshot_epochs", "-1", "oneshot_epochs=-1: expected an integer >= 0") for s in ("random", "tpe", "evolution")],
+    ("evolution", "weights", "mutate", "weights='mutate'"),
+    ("evolution", "weight_sigma", "-1", "weight_sigma=-1.0"),
+    ("evolution", "weight_epochs", "-1", "weight_epochs=-1"),
+    ("evolution", "fitness", "size", "fitness='size'"),
 ]
 BAD_TRAIN = [
     ("epochs", "0", "epochs=0"),

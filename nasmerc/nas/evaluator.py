@@ -8,7 +8,12 @@ A strategy is handed one :class:`Evaluator` (``ctx.evaluator``) and asks it for 
   make the model, seeded;
 - :meth:`Evaluator.score_all`: train and score candidate architectures for a budget of epochs each
   (:class:`CandidateRequest`), silently (a candidate's epochs would confuse the search's dashboard),
-  and get a :class:`CandidateResult` for each, in order.
+  and get a :class:`CandidateResult` for each, in order. A request may start from given weights
+  (``init``: HAEMSA's evolved weights) and ask for its trained weights back (``keep``); with
+  ``epochs = 0`` the candidate is only scored;
+- :meth:`Evaluator.train_supernet`: train the space's supernet one uniformly sampled path per step
+  (single-path one-shot, ``nasmerc.nas.oneshot``); from then on a request with ``inherit`` is scored
+  with the supernet's weights on its path, in milliseconds, without training.
 
 The evaluator owns what must not differ between strategies: seeding (a model is built after
 ``torch.manual_seed`` of the run seed, or of the candidate's seed; the trainer seeds its own masks
@@ -27,6 +32,11 @@ With a run folder it is also what makes a run resumable, without the strategy do
   work that had not finished is done again. A cached candidate asked with a ``stop`` replays its
   epochs' values through ``stop``, so a pruner sees what it saw the first time.
 
+  A request with ``init`` is keyed by a digest of those weights too, and one with ``keep`` has its
+  trained weights in ``weights/`` (written before its line), so an evolution of weights replays exactly;
+- :meth:`Evaluator.train_supernet` trains through :meth:`Evaluator.fit`, so the supernet's training
+  resumes from its checkpoint, and inherited scores come back from ``candidates.jsonl`` as well.
+
 Distributed workers and weight-sharing evaluation plug in here too: a strategy that asks through
 the evaluator gets them without change.
 """
@@ -34,6 +44,7 @@ the evaluator gets them without change.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
@@ -51,12 +62,14 @@ from nasmerc import metrics
 from nasmerc.data.conversation import Conversation, ConversationDataset
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
+from nasmerc.io import read_torch, write_torch
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import count_parameters
 from nasmerc.train.checkpoint import Checkpoint
 from nasmerc.train.trainer import FitResult, TrainConfig, Trainer, TrainHook
 
 CANDIDATES_FILE = "candidates.jsonl"
+WEIGHTS_DIR = "weights"
 
 
 @dataclass
@@ -66,12 +79,20 @@ class CandidateRequest:
     ``stop(epoch, value)``, when given, is asked after every epoch (0-based ``epoch``, its validation
     value); ``True`` ends the candidate's training there (TPE's pruning). It runs in this process, so
     a request with ``stop`` is never sent to a worker process.
+
+    ``init``: the weights the candidate starts from (a state dict of its model; default: the seeded
+    initialisation); ``keep``: return the trained weights in :attr:`CandidateResult.state`;
+    ``epochs = 0``: score without training. ``inherit``: score with the weights of the supernet
+    :meth:`Evaluator.train_supernet` trained (``epochs`` must be 0).
     """
 
     arch: dict[str, Any]
     epochs: int
     seed: int
     stop: Callable[[int, float], bool] | None = None
+    init: dict[str, torch.Tensor] | None = None
+    keep: bool = False
+    inherit: bool = False
 
 
 @dataclass
@@ -86,6 +107,22 @@ class CandidateResult:
     seconds: float
     history: list[float] = field(default_factory=list)
     stopped: bool = False
+    state: dict[str, torch.Tensor] | None = None
+    """The trained weights (CPU tensors), when the request asked for them (``keep``)."""
+
+    def record(self) -> dict[str, Any]:
+        """The result as ``candidates.jsonl`` keeps it: everything but the weights."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "state"}
+
+
+def weights_digest(weights: Mapping[str, torch.Tensor]) -> str:
+    """A digest of a state dict's names, shapes, dtypes and values: what keys a request's ``init``."""
+    digest = hashlib.sha1()
+    for name, tensor in weights.items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 @dataclass
@@ -100,11 +137,13 @@ class _Job:
 
 
 class CandidateCache:
-    """``candidates.jsonl``: one line per finished candidate, ``{"request": ..., "result": ...}``,
-    appended and flushed to disk as each finishes (a partly written last line is ignored)."""
+    """``candidates.jsonl``: one line per finished candidate, ``{"key": ..., "result": ...}``,
+    appended and flushed to disk as each finishes (a partly written last line is ignored); the
+    trained weights of a ``keep`` request in ``weights/<digest of its key>.pt``, written first."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.weights = path.parent / WEIGHTS_DIR
         self.results: dict[str, CandidateResult] = {}
         if path.exists():
             with open(path, "rb") as fh:
@@ -116,17 +155,41 @@ class CandidateCache:
                         continue  # the line a kill cut short
 
     @staticmethod
-    def key(request: CandidateRequest) -> str:
-        return json.dumps({"arch": request.arch, "epochs": request.epochs, "seed": request.seed}, sort_keys=True)
+    def key(request: CandidateRequest, inherit: str = "") -> str:
+        """The request as JSON; ``init``, ``keep`` and ``inherit`` (the supernet's tag) only when set,
+        so a plain request keeps the key it always had."""
+        key: dict[str, Any] = {"arch": request.arch, "epochs": request.epochs, "seed": request.seed}
+        if request.init is not None:
+            key["init"] = weights_digest(request.init)
+        if request.keep:
+            key["keep"] = True
+        if request.inherit:
+            key["inherit"] = inherit
+        return json.dumps(key, sort_keys=True)
 
-    def get(self, request: CandidateRequest) -> CandidateResult | None:
-        return self.results.get(self.key(request))
+    def _weights_file(self, key: str) -> Path:
+        return self.weights / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
 
-    def put(self, request: CandidateRequest, result: CandidateResult) -> None:
-        key = self.key(request)
+    def get(self, request: CandidateRequest, inherit: str = "") -> CandidateResult | None:
+        key = self.key(request, inherit)
+        result = self.results.get(key)
+        if result is None or not request.keep:
+            return result
+        path = self._weights_file(key)
+        if not path.exists():
+            return None  # its weights were not kept: train it again
+        if result.state is None:
+            result.state = read_torch(path, "a candidate's trained weights (remove it to train the candidate again)")
+        return result
+
+    def put(self, request: CandidateRequest, result: CandidateResult, inherit: str = "") -> None:
+        key = self.key(request, inherit)
         self.results[key] = result
+        if request.keep and result.state is not None:
+            self.weights.mkdir(exist_ok=True)
+            write_torch(self._weights_file(key), result.state)
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": key, "result": dataclasses.asdict(result)}) + "\n")
+            fh.write(json.dumps({"key": key, "result": result.record()}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -148,12 +211,22 @@ def seeded_build(space: SearchSpace, arch: Mapping[str, Any], seed: int) -> nn.M
 
 def _score(space: SearchSpace, dataset: ConversationDataset, train: TrainConfig, request: CandidateRequest,
            device: torch.device | str) -> CandidateResult:
-    """Build ``request.arch`` after ``torch.manual_seed(request.seed)``, train it ``request.epochs`` epochs
-    with a silent event stream and return its best validation value."""
+    """Build ``request.arch`` after ``torch.manual_seed(request.seed)`` (then load ``request.init``, if
+    any), train it ``request.epochs`` epochs with a silent event stream and return its best validation
+    value (with ``epochs = 0``: its validation value as it is)."""
     start = time.time()
     model = seeded_build(space, request.arch, request.seed)
-    trainer = Trainer(model, dataset.signature, dataclasses.replace(train, epochs=request.epochs), device=device,
-                      seed=request.seed, events=Events())
+    if request.init is not None:
+        model.load_state_dict(request.init)
+    trainer = Trainer(model, dataset.signature, dataclasses.replace(train, epochs=max(1, request.epochs)),
+                      device=device, seed=request.seed, events=Events())
+    if request.epochs == 0:
+        valid = trainer.validate(dataset.split("valid"))
+        value = float(valid[trainer.metric])
+        if not np.isfinite(value):
+            raise NasmercError(f"candidate {dict(request.arch)} gave no finite validation {trainer.metric}")
+        return CandidateResult(value, dict(valid), count_parameters(model), time.time() - start, [value], False,
+                               _state(model) if request.keep else None)
     history: list[float] = []
     stopped = [False]
 
@@ -166,7 +239,12 @@ def _score(space: SearchSpace, dataset: ConversationDataset, train: TrainConfig,
     if not np.isfinite(fit.best_value):
         raise NasmercError(f"candidate {dict(request.arch)} gave no finite validation {trainer.metric}")
     return CandidateResult(float(fit.best_value), dict(fit.best_metrics), count_parameters(model),
-                           time.time() - start, history, stopped[0])
+                           time.time() - start, history, stopped[0], _state(model) if request.keep else None)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A model's weights as CPU copies (what a ``keep`` request gets back)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _run_job(job: _Job) -> CandidateResult:
@@ -201,6 +279,8 @@ class Evaluator:
         self._pool: Executor | None = None
         self._fits = 0
         self._cache: CandidateCache | None = None
+        self.oneshot: Any = None
+        """The :class:`~nasmerc.nas.oneshot.OneShot` of :meth:`train_supernet`, once trained."""
 
     # -- models a strategy holds -----------------------------------------------------------------
     def supernet(self) -> nn.Module:
@@ -214,12 +294,14 @@ class Evaluator:
 
     def fit(self, model: nn.Module, *, hooks: Sequence[TrainHook] = (),
             on_best: Callable[[int, float], None] | None = None, train: Sequence[Conversation] | None = None,
-            parameters: Sequence[nn.Parameter] | None = None) -> FitResult:
+            parameters: Sequence[nn.Parameter] | None = None, epochs: int | None = None) -> FitResult:
         """Train ``model`` through the training loop with the run's events, on ``train`` (default: the
         training split) and validated on the validation split. ``hooks`` see every step and epoch;
         ``on_best(epoch, value)`` is called at every new best epoch; ``parameters`` are the weights the
-        trainer's optimiser steps (default: every trainable parameter of ``model``)."""
-        trainer = Trainer(model, self.dataset.signature, self.train, device=self.device, seed=self.seed,
+        trainer's optimiser steps (default: every trainable parameter of ``model``); ``epochs`` replaces
+        ``train.epochs`` (a one-shot supernet's budget)."""
+        config = self.train if epochs is None else dataclasses.replace(self.train, epochs=epochs)
+        trainer = Trainer(model, self.dataset.signature, config, device=self.device, seed=self.seed,
                           events=self.events, parameters=parameters)
         self._fits += 1
         checkpoint = None
@@ -229,19 +311,36 @@ class Evaluator:
         return trainer.fit(self.dataset.split("train") if train is None else train, self.dataset.split("valid"),
                            hooks=hooks, on_best=on_best, checkpoint=checkpoint)
 
+    def train_supernet(self, epochs: int) -> Any:
+        """Train the space's supernet for ``epochs`` epochs, one uniformly sampled path per weight step
+        (``nasmerc.nas.oneshot``), and keep it for inherited scoring (requests with ``inherit``); returns
+        the :class:`~nasmerc.nas.oneshot.OneShot`."""
+        from nasmerc.nas.oneshot import OneShot  # it builds on this module
+
+        self.oneshot = OneShot(self, epochs).train()
+        return self.oneshot
+
     # -- candidates --------------------------------------------------------------------------------
     def score_all(self, requests: Sequence[CandidateRequest]) -> list[CandidateResult]:
         """Train and score every request; the results in the order of the requests (a request that
-        finished in an earlier life of the run comes from ``candidates.jsonl``)."""
+        finished in an earlier life of the run comes from ``candidates.jsonl``). Inherited requests are
+        scored in this process, on the supernet."""
         cache = self._candidates()
         results: list[CandidateResult | None] = [None] * len(requests)
-        todo = []
+        todo, inherited = [], []
+        tag = self.oneshot.tag if self.oneshot is not None else ""
         for i, request in enumerate(requests):
-            cached = cache.get(request) if cache is not None else None
+            if request.inherit and (self.oneshot is None or request.epochs != 0):
+                raise NasmercError("an inherited candidate needs a trained supernet (train_supernet) and epochs=0")
+            cached = cache.get(request, tag) if cache is not None else None
             if cached is not None:
                 results[i] = _replay(request, cached)
             else:
-                todo.append(i)
+                (inherited if request.inherit else todo).append(i)
+        for i in inherited:
+            results[i] = self.oneshot.score(requests[i])
+            if cache is not None:
+                cache.put(requests[i], results[i], tag)
         if self.workers == 1 or len(todo) < 2 or any(requests[i].stop is not None for i in todo):
             done: Iterator[CandidateResult] = (_score(self.space, self.dataset, self.train, requests[i], self.device)
                                                for i in todo)

@@ -15,16 +15,23 @@ Each algorithm is a :class:`Proposer` (ask / tell, as Optuna's ``Study``) inside
 :func:`run_trials`, which has the :class:`~nasmerc.nas.evaluator.Evaluator` train the proposals and
 records every candidate in a :class:`TrialLog` (one ``trial`` event each); :func:`search_result`
 turns the best one into a :class:`~nasmerc.nas.strategy.SearchResult`. A
-:class:`PopulationStrategy` is a strategy whose search is that loop around its proposer.
+:class:`PopulationStrategy` is a strategy whose search is that loop around its proposer; with
+``evaluation=oneshot`` the evaluator first trains a one-shot supernet and the loop scores every
+candidate with its weights (``nasmerc.nas.oneshot``).
+
+:func:`blend_weights`, :func:`perturb_weights` and :func:`inherit_weights` are HAEMSA's operators on
+an individual's weights (eqs. 9-10), for evolutions whose individuals carry weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from nasmerc import metrics
 from nasmerc.errors import NasmercError
@@ -107,13 +114,18 @@ class Proposal:
     own handle on it (``ref``: a DEAP individual, an Optuna trial). ``index`` is the candidate's number
     in the whole search when the proposer numbers candidates itself (a shared study's slot, see
     ``nasmerc.nas.storage``); it trains with seed ``evaluator.seed + index`` (default: its place in
-    this loop)."""
+    this loop). ``epochs`` replaces the loop's epochs for this candidate; ``init`` are the weights it
+    starts from and ``keep`` asks for its trained weights back (an evolution of weights; see
+    :class:`~nasmerc.nas.evaluator.CandidateRequest`)."""
 
     arch: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
     stop: Callable[[int, float], bool] | None = None
     ref: Any = None
     index: int | None = None
+    epochs: int | None = None
+    init: dict[str, torch.Tensor] | None = None
+    keep: bool = False
 
 
 class Proposer(ABC):
@@ -153,28 +165,32 @@ class Proposer(ABC):
         """Release what the proposer holds (a study's storage); called once at the end."""
 
 
-def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int) -> SearchResult:
+def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int, inherit: bool = False) -> SearchResult:
     """The trial loop every population strategy runs: ask, evaluate ``epochs`` epochs each, tell.
 
     Trial ``n`` (0-based, in the order asked) trains with seed ``evaluator.seed + n``, so the result
     does not depend on the evaluator's worker count. A candidate stopped early (pruned) is recorded
-    with ``pruned: true`` and is never the best. After every trial the best so far is handed to
-    ``ctx.best_so_far`` (``arch.yaml`` in the run folder).
+    with ``pruned: true`` and is never the best. With ``inherit`` (and ``epochs = 0``) every candidate
+    is scored with the one-shot supernet's weights and recorded with ``inherited: true``. After every
+    trial the best so far is handed to ``ctx.best_so_far`` (``arch.yaml`` in the run folder).
     """
     log = TrialLog(evaluator.metric, evaluator.events)
     try:
         while not proposer.done():
             proposals = proposer.ask(evaluator.workers)
             first = len(log.trials)
-            requests = [CandidateRequest(p.arch, epochs, evaluator.seed + (first + k if p.index is None else p.index),
-                                         p.stop) for k, p in enumerate(proposals)]
+            requests = [CandidateRequest(p.arch, epochs if p.epochs is None else p.epochs,
+                                         evaluator.seed + (first + k if p.index is None else p.index), p.stop,
+                                         init=p.init, keep=p.keep, inherit=inherit)
+                        for k, p in enumerate(proposals)]
             try:
                 results = evaluator.score_all(requests)
             except BaseException:
                 proposer.abandon(proposals)
                 raise
             for proposal, result in zip(proposals, results):
-                extra = {**proposal.extra, **({"pruned": True} if result.stopped else {})}
+                extra = {**proposal.extra, **({"pruned": True} if result.stopped else {}),
+                         **({"inherited": True} if inherit else {})}
                 record = log.add(proposal.arch, result, eligible=not result.stopped, **extra)
                 proposer.tell(proposal, result, record["trial"])
                 if log.best_index is not None and proposer.ctx.best_so_far is not None:
@@ -251,15 +267,37 @@ def search_result(space: SearchSpace, fixed: Mapping[str, Any], log: TrialLog, b
 class PopulationStrategy(Strategy):
     """A strategy whose search is :func:`run_trials` around its :meth:`proposer`; its ``Config`` has
     ``candidate_epochs``, the epochs every candidate trains, and may have ``finalists`` (see
-    :func:`choose_finalist`; none when absent)."""
+    :func:`choose_finalist`; none when absent) and ``evaluation`` / ``oneshot_epochs``
+    (``nasmerc.nas.oneshot``: ``scratch``, every candidate trained from its own initialisation, or
+    ``oneshot``, every candidate scored with a supernet's weights, then ``finalists``, default
+    :data:`~nasmerc.nas.oneshot.ONESHOT_FINALISTS`, retrained from scratch)."""
 
     @abstractmethod
     def proposer(self, ctx: SearchContext) -> Proposer:
         """The algorithm for one search of ``ctx`` (its space, fixed labels, seed, run folder)."""
 
+    @property
+    def oneshot(self) -> bool:
+        return getattr(self.config, "evaluation", "scratch") == "oneshot"
+
+    def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+        """With one-shot evaluation, every value / float choice left to search must share weights."""
+        from nasmerc.nas import oneshot  # it builds on this module
+
+        if self.oneshot:
+            oneshot.shared_values(space, fixed)
+
     def search(self, ctx: SearchContext) -> SearchResult:
-        result = run_trials(self.proposer(ctx), ctx.evaluator, self.config.candidate_epochs)
-        finalists = getattr(self.config, "finalists", 0)
+        from nasmerc.nas import oneshot  # it builds on this module
+
+        if self.oneshot:
+            trained = ctx.evaluator.train_supernet(oneshot.supernet_epochs(self.config, ctx.train))
+            result = run_trials(self.proposer(ctx), ctx.evaluator, 0, inherit=True)
+            result = dataclasses.replace(result, supernet_parameters=trained.parameters,
+                                         extra={**result.extra, "oneshot": trained.summary()})
+        else:
+            result = run_trials(self.proposer(ctx), ctx.evaluator, self.config.candidate_epochs)
+        finalists = oneshot.finalists_of(self.config)
         return choose_finalist(result, ctx, finalists) if finalists else result
 
 
@@ -293,3 +331,62 @@ def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchR
         supernet_parameters=result.supernet_parameters, derived_parameters=best["parameters"],
         extra={**result.extra, "valid": best["metrics"], "best_trial": best["trial"], "finalists": finalists,
                "finalist_epochs": len(finalists) * evaluator.train.epochs}, summary=result.summary)
+
+
+# -- the weights of individuals (HAEMSA eqs. 9-10) ----------------------------------------------------
+Weights = dict  # a state dict: name -> tensor
+
+
+def blend_weights(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], alpha: float,
+                  names: Sequence[str] | None = None) -> Weights:
+    """HAEMSA eq. 9 on weights, ``w_o = alpha w_i + (1 - alpha) w_j``, for every floating-point tensor
+    that ``a`` (``w_i``) and ``b`` (``w_j``) both hold under a name of ``names`` (default: all of
+    ``a``'s) with the same shape; every other tensor of ``a`` is copied as it is."""
+    out: Weights = {}
+    names = None if names is None else set(names)
+    for name, x in a.items():
+        y = b.get(name)
+        blend = (names is None or name in names) and y is not None and y.shape == x.shape and x.is_floating_point()
+        out[name] = alpha * x + (1.0 - alpha) * y.to(x.dtype) if blend else x.clone()
+    return out
+
+
+def perturb_weights(weights: Mapping[str, torch.Tensor], names: Sequence[str], sigma: float, prob: float,
+                    generator: torch.Generator) -> Weights:
+    """HAEMSA eq. 10 on weights, ``w' = w + N(0, sigma)``, on each element of the floating-point tensors
+    named in ``names`` with probability ``prob`` (as DEAP's Gaussian mutation mutates each attribute
+    with ``indpb``; ``prob = 1`` perturbs every weight). For each tensor, in ``weights``' order, the
+    mask ``U(0, 1) < prob`` is drawn from ``generator`` first, then the noise."""
+    out: Weights = {}
+    names = set(names)
+    for name, w in weights.items():
+        if name not in names or not w.is_floating_point() or sigma == 0 or prob == 0:
+            out[name] = w.clone()
+            continue
+        mask = torch.rand(w.shape, generator=generator) < prob
+        noise = torch.randn(w.shape, generator=generator) * sigma
+        out[name] = w + (mask * noise).to(w.dtype)
+    return out
+
+
+def inherit_weights(fresh: Mapping[str, torch.Tensor], names: Sequence[str], fitter: Mapping[str, torch.Tensor],
+                    other: Mapping[str, torch.Tensor] | None = None, alpha: float | None = None,
+                    fitter_is_i: bool = True) -> Weights:
+    """The starting weights of an offspring whose model has the state dict ``fresh`` (its seeded
+    initialisation) and the parameters ``names``, from its parents' weights.
+
+    HAEMSA is silent on parents of different architectures, so: a parameter both parents hold by name
+    and shape is blended by eq. 9 (:func:`blend_weights`, ``w_i`` the parent the offspring stands in for:
+    ``fitter`` when ``fitter_is_i``, else ``other``); every other tensor (buffers too) comes from the
+    fitter parent where it has it with that shape, else from the other parent, else it keeps its
+    fresh initialisation. Without ``other`` (no crossover) the offspring inherits from ``fitter`` alone."""
+    out: Weights = {}
+    for name, x in fresh.items():
+        held = [p[name] for p in (fitter, other) if p is not None and name in p and p[name].shape == x.shape]
+        out[name] = held[0].clone() if held else x.clone()
+    if other is not None and alpha is not None:
+        w_i, w_j = (fitter, other) if fitter_is_i else (other, fitter)
+        shared = [n for n in names if n in fresh and all(n in p and p[n].shape == fresh[n].shape for p in (w_i, w_j))]
+        blended = blend_weights({n: w_i[n] for n in shared}, w_j, alpha)
+        out.update(blended)
+    return out

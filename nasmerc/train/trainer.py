@@ -28,7 +28,7 @@ from nasmerc.data.conversation import Conversation, DataSignature
 from nasmerc.data.missing import fixed_masks, make_schedule, mask_batch, stack_masks
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
-from nasmerc.outputs import ModelOutput
+from nasmerc.outputs import ModelOutput, fit_data_modules
 from nasmerc.train import distributed
 from nasmerc.train.checkpoint import Checkpoint, random_states, restore_random_states
 from nasmerc.train.losses import select_real, task_loss
@@ -374,6 +374,7 @@ class Trainer:
             best_value, best_epoch, best_metrics = saved["best_value"], int(saved["best_epoch"]), saved["best_metrics"]
             best_state = saved["best_state"]
             self.events.skip_to(int(saved["events_count"]))
+        fit_data_modules(self.model, train)  # a PCA encoder, say, on the training split (a restored model is fitted)
         for epoch in range(first, self.config.epochs):
             if ended:
                 break
