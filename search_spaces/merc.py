@@ -268,15 +268,16 @@ class MercNetwork(nn.Module):
                        speakers: Tensor) -> dict[str, Tensor]:
         """``reconstruction_{m}`` per modality, or ``distill`` (module docstring)."""
         if self.decoders is not None:
-            return {f"reconstruction_{m}": reconstruction_loss(self.decoders[m](state), batch.complete[m], dropped[m])
+            return {f"reconstruction_{m}": reconstruction_loss(self.decoders[m](state), batch.complete[m], dropped[m],
+                                                                   resident=batch.resident)
                     for m in self.modalities}
         rows = torch.stack(list(dropped.values())).any(0)
-        if not bool(rows.any()):
+        if not batch.resident and not bool(rows.any()):  # resident batches read nothing back (a zero mean then)
             return {"distill": state.sum() * 0.0}
         with torch.no_grad():
             nothing = {m: torch.zeros_like(mask) for m in self.modalities}
             target, _ = self.represent(batch.complete, nothing, mask, speakers)
-        return {"distill": distill_loss(state, target, rows)}
+        return {"distill": distill_loss(state, target, rows, resident=batch.resident)}
 
 
 class MercSpace(SearchSpace):

@@ -127,6 +127,7 @@ BAD_TRAIN = [
     ("optimizer", "sgd", "optimizer='sgd': expected one of adamw, adam"),
     ("precision", "fp8", "precision='fp8': expected one of auto, bf16, fp32"),
     ("compile", "maybe", "compile='maybe'"),
+    ("data", "gpu", "data='gpu': expected one of auto, host, device"),
     ("masking", "frame", "frame-level masking is for utterance-level data"),
 ]
 SPACE_OF = {"fixed": "early_fusion"}

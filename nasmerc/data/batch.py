@@ -8,6 +8,10 @@ Shapes (``B`` conversations, ``L`` the longest of them, ``M`` modalities):
 - ``speakers``: ``[B, L]`` long; ``mask``: ``[B, L]`` bool, the real rows;
 - ``labels``: ``[B, L]`` for dialogue-level tasks (class ids, ``-1`` on padding, or float scores,
   ``0`` on padding) and ``[B]`` for utterance-level tasks, whose rows are frames of one sample.
+
+``resident`` says the batch was gathered from a split kept on the device
+(``nasmerc.data.resident``): what is computed from it stays there (``nasmerc.train.losses`` takes
+masked sums instead of selecting real rows), so a training step reads nothing back to the host.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Batch:
     labels: torch.Tensor
     modalities: tuple[str, ...]
     ids: tuple[str, ...] = ()
+    resident: bool = False
 
     @property
     def size(self) -> int:

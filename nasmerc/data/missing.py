@@ -8,7 +8,9 @@ below ``1 / M`` the floor of one modality per row wins and exactly one is kept (
 so the kept fraction is ``1 / M``. Dropped features are zeros; ``present`` records the pattern.
 
 Evaluation masks are deterministic per ``(rate, seed)`` (:func:`fixed_masks`); training masks are
-redrawn for every batch (:func:`mask_batch`) at the rate a schedule gives:
+redrawn for every batch (:func:`mask_batch`, numpy on the host; :func:`mask_batch_torch`, the same
+distribution drawn on the batch's device by a seeded ``torch.Generator``, for data resident there) at
+the rate a schedule gives:
 
 - ``fixed:RHO`` (or a bare number): the same rate every batch;
 - ``random``: each batch draws ``rho`` uniformly in ``[0, 0.7]`` (ITEACH-Net's Random training);
@@ -62,10 +64,16 @@ def draw_present(n_rows: int, n_modalities: int, rate: float, rng: np.random.Gen
     keep_one = rng.integers(0, m, size=n_rows)
     present[np.arange(n_rows), keep_one] = True
     if m > 1:
-        q = min(1.0, max(0.0, (m * (1.0 - rate) - 1.0) / (m - 1)))
+        q = keep_other(m, rate)
         extra = rng.random((n_rows, m)) < q
         present |= extra
     return present
+
+
+def keep_other(n_modalities: int, rate: float) -> float:
+    """``q``, the probability that each modality other than the one kept for sure is kept (module docstring)."""
+    m = n_modalities
+    return min(1.0, max(0.0, (m * (1.0 - rate) - 1.0) / (m - 1))) if m > 1 else 1.0
 
 
 def mask_seed(rate: float, seed: int) -> np.random.Generator:
@@ -80,11 +88,15 @@ def draw_frames(n_frames: int, n_modalities: int, rate: float, rng: np.random.Ge
     return rng.random((n_frames, n_modalities)) >= rate
 
 
+def _check_frames(utterance_level: bool) -> None:
+    if not utterance_level:
+        raise NasmercError("train.masking=frame: frame-level masking is for utterance-level data "
+                           "(MOSI / MOSEI shaped); dialogue data drops whole utterances (masking=auto)")
+
+
 def _pattern(n: int, m: int, rate: float, rng: np.random.Generator, utterance_level: bool, frames: bool) -> np.ndarray:
     if frames:
-        if not utterance_level:
-            raise NasmercError("train.masking=frame: frame-level masking is for utterance-level data "
-                               "(MOSI / MOSEI shaped); dialogue data drops whole utterances (masking=auto)")
+        _check_frames(utterance_level)
         return draw_frames(n, m, rate, rng)
     if utterance_level:
         return np.repeat(draw_present(1, m, rate, rng), n, axis=0)
@@ -119,6 +131,56 @@ def mask_batch(batch: Batch, rate: float, rng: np.random.Generator, utterance_le
     m = len(batch.modalities)
     masks = [_pattern(int(n), m, rate, rng, utterance_level, frames) for n in lengths]
     return batch.with_present(stack_masks(masks, batch))
+
+
+def draw_present_torch(shape: tuple[int, ...], n_modalities: int, rate: float,
+                       generator: torch.Generator) -> torch.Tensor:
+    """:func:`draw_present` on ``generator``'s device: a ``[*shape, M]`` bool pattern, per row one modality
+    kept for sure (uniformly) and each of the others kept with probability ``q`` (:func:`keep_other`),
+    so every modality is kept with probability ``1 - rate`` and every row keeps at least one. The same
+    distribution as the numpy draw, not the same numbers (another generator)."""
+    check_rate(rate)
+    device = generator.device
+    keep_one = torch.randint(0, n_modalities, shape, generator=generator, device=device)
+    sure = keep_one.unsqueeze(-1) == torch.arange(n_modalities, device=device)  # one-hot without a host check
+    if n_modalities == 1:
+        return sure
+    extra = torch.rand((*shape, n_modalities), generator=generator, device=device) < keep_other(n_modalities, rate)
+    return sure | extra
+
+
+def draw_frames_torch(shape: tuple[int, ...], n_modalities: int, rate: float,
+                      generator: torch.Generator) -> torch.Tensor:
+    """:func:`draw_frames` on ``generator``'s device: every frame of every modality kept independently
+    with probability ``1 - rate``, ``[*shape, M]``."""
+    check_rate(rate)
+    return torch.rand((*shape, n_modalities), generator=generator, device=generator.device) >= rate
+
+
+def mask_generator(device: torch.device | str, seed: int, rank: int = 0) -> torch.Generator:
+    """The torch generator of training masks drawn on ``device`` (``train.data=device``), seeded from the
+    run seed and the rank (as the numpy mask generator is under torchrun) through a numpy seed sequence,
+    so its stream is not that of torch's global generator, which ``torch.manual_seed(seed)`` starts."""
+    state = int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, np.uint64)[0])
+    return torch.Generator(device=device).manual_seed(state)
+
+
+def mask_batch_torch(batch: Batch, rate: float, generator: torch.Generator, utterance_level: bool = False,
+                     frames: bool = False) -> Batch:
+    """:func:`mask_batch` drawn on the device by ``generator`` (on the batch's device), nothing read back:
+    a pattern per row (dialogue data), one per sample repeated over its frames (utterance-level data),
+    or one per frame and modality (``frames``, :func:`draw_frames_torch`). Padding rows are drawn too
+    and then cleared, so the real rows' patterns do not depend on which rows are real."""
+    b, length = batch.mask.shape
+    m = len(batch.modalities)
+    if frames:
+        _check_frames(utterance_level)
+        present = draw_frames_torch((b, length), m, rate, generator)
+    elif utterance_level:
+        present = draw_present_torch((b, 1), m, rate, generator).expand(b, length, m)
+    else:
+        present = draw_present_torch((b, length), m, rate, generator)
+    return batch.with_present(present)
 
 
 class MissingSchedule(Protocol):

@@ -164,17 +164,23 @@ def to_nodes(states: Tensor | Mapping[str, Tensor] | Sequence[Tensor], mask: Ten
 
 def to_padded(nodes: Tensor, mask: Tensor, n_modalities: int = 0) -> Tensor:
     """Scatter node states back: ``[B, L, H]`` for an utterance node set (``n_modalities=0``), or
-    ``[B, L, M, H]`` for a multimodal one; padding rows are zeros."""
+    ``[B, L, M, H]`` for a multimodal one; padding rows are zeros.
+
+    Each row gathers its node by :func:`utterance_index` (padding rows read node 0 and are then
+    zeroed) instead of scattering through a boolean mask, whose ``nonzero`` (forward and backward)
+    would read the mask back from the device; the values, and the gradients, are those of the
+    scatter. The count of real rows is still read once, to refuse a node set of another size.
+    """
     real = mask.bool()
     rows = int(real.sum())
-    if n_modalities:
-        if nodes.shape[0] != rows * n_modalities:
-            raise NasmercError(f"to_padded: {nodes.shape[0]} nodes, expected {rows} rows x {n_modalities} modalities")
-        out = nodes.new_zeros(*real.shape, n_modalities, nodes.shape[-1])
-        out[real] = nodes.reshape(rows, n_modalities, -1)
-        return out
-    if nodes.shape[0] != rows:
+    if n_modalities and nodes.shape[0] != rows * n_modalities:
+        raise NasmercError(f"to_padded: {nodes.shape[0]} nodes, expected {rows} rows x {n_modalities} modalities")
+    if not n_modalities and nodes.shape[0] != rows:
         raise NasmercError(f"to_padded: {nodes.shape[0]} nodes, expected one per real row ({rows})")
-    out = nodes.new_zeros(*real.shape, nodes.shape[-1])
-    out[real] = nodes
-    return out
+    per_row = nodes.reshape(rows, n_modalities, nodes.shape[-1]) if n_modalities else nodes
+    if rows == 0:
+        return per_row.new_zeros(*real.shape, *per_row.shape[1:])
+    index = utterance_index(real).clamp(min=0)
+    out = per_row.index_select(0, index.reshape(-1)).reshape(*real.shape, *per_row.shape[1:])
+    keep = real.reshape(*real.shape, *[1] * (out.dim() - 2))
+    return torch.where(keep, out, torch.zeros((), dtype=out.dtype, device=out.device))

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from nasmerc.modules.encoders import BiRNN
 from nasmerc.modules.positional import sinusoidal_positions
+from nasmerc.train.losses import masked_mean
 
 __all__ = ["KeepZeros", "MaskToken", "MISSING", "Projection", "LinearEncoder", "ConversationTransformer",
            "SpeakerInput", "ENCODERS", "encoder_candidates", "reconstruction_loss", "distill_loss"]
@@ -150,17 +151,23 @@ def encoder_candidates(in_dim: int, hidden: int, names: tuple[str, ...], layers:
 ENCODERS = ("projection", "linear", "bigru", "transformer")
 
 
-def reconstruction_loss(pred: Tensor, target: Tensor, dropped: Tensor) -> Tensor:
+def reconstruction_loss(pred: Tensor, target: Tensor, dropped: Tensor, *, resident: bool = False) -> Tensor:
     """MFMB-Net eq. 18: SmoothL1 (beta 1) between ``pred`` and ``target`` ``[B, N, D]`` over the
-    elements of the ``dropped`` rows ``[B, N]``; 0 (with a graph) when no row is dropped."""
+    elements of the ``dropped`` rows ``[B, N]``; 0 (with a graph) when no row is dropped. With
+    ``resident`` (``Batch.resident``) the same mean as a masked sum, nothing read back from the device."""
+    if resident:
+        return masked_mean(F.smooth_l1_loss(pred, target.to(pred.dtype), reduction="none"), dropped)
     if not bool(dropped.any()):
         return pred.sum() * 0.0
     return F.smooth_l1_loss(pred[dropped], target[dropped].to(pred.dtype))
 
 
-def distill_loss(state: Tensor, target: Tensor, rows: Tensor) -> Tensor:
+def distill_loss(state: Tensor, target: Tensor, rows: Tensor, *, resident: bool = False) -> Tensor:
     """Mean squared distance between ``state`` and the detached ``target`` ``[B, N, H]`` over ``rows``
-    ``[B, N]`` (the real rows with a dropped modality); 0 (with a graph) when there is none."""
+    ``[B, N]`` (the real rows with a dropped modality); 0 (with a graph) when there is none. With
+    ``resident`` the same mean as a masked sum (:func:`reconstruction_loss`)."""
+    if resident:
+        return masked_mean((state - target.detach()) ** 2, rows)
     if not bool(rows.any()):
         return state.sum() * 0.0
     return F.mse_loss(state[rows], target.detach()[rows])

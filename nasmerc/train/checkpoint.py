@@ -3,12 +3,13 @@
 After every epoch :class:`~nasmerc.train.trainer.Trainer` hands :meth:`Checkpoint.save` the whole
 state of the loop: the epoch count, the model's weights and the optimizer's state, the best epoch's
 weights and numbers, the history, every random state the loop draws from (the trainer's numpy
-generator, which orders batches and draws the training masks; torch's global generator, which
-dropout draws from; Python's ``random``), and the state of every hook and plug-in (DARTS' ``alpha``,
-its optimizer and its batch order; the router's routers). Beside it goes ``resume.json``: which
-checkpoint is the last one, and where the run's event log stood when it was written (its byte offset
-and event count), so a resumed run cuts the log there and writes nothing twice (see
-``nasmerc.events.Events``).
+generator, which orders batches and draws the training masks; the rank's own mask generator under
+torchrun; the torch generator that draws training masks on the device under ``train.data=device``;
+torch's global generator, which dropout draws from; Python's ``random``), and the state of every
+hook and plug-in (DARTS' ``alpha``, its optimizer and its batch order; the router's routers). Beside
+it goes ``resume.json``: which checkpoint is the last one, and where the run's event log stood when
+it was written (its byte offset and event count), so a resumed run cuts the log there and writes
+nothing twice (see ``nasmerc.events.Events``).
 
 Both files are written atomically (``nasmerc.io``): a kill leaves the previous checkpoint or the new
 one, never half of one. They are read with ``torch.load(..., weights_only=True)``: tensors, numbers,
@@ -32,17 +33,31 @@ from nasmerc.io import read_torch, write_json, write_torch
 RESUME_FILE = "resume.json"
 
 
-def random_states(rng: np.random.Generator) -> dict[str, Any]:
-    """The state of ``rng``, of torch's global generator and of Python's ``random``."""
-    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(), "python": random.getstate()}
+def random_states(rng: np.random.Generator, mask_rng: np.random.Generator | None = None,
+                  mask_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """The state of ``rng``, of torch's global generator and of Python's ``random``; with them the
+    state of ``mask_rng`` (a second numpy generator for masks, when it is not ``rng``) and of
+    ``mask_generator`` (a torch generator for masks drawn on the device), when given."""
+    states: dict[str, Any] = {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
+                              "python": random.getstate()}
+    if mask_rng is not None and mask_rng is not rng:
+        states["mask_numpy"] = mask_rng.bit_generator.state
+    if mask_generator is not None:
+        states["mask_torch"] = mask_generator.get_state()  # a CPU byte tensor, whatever the device
+    return states
 
 
-def restore_random_states(rng: np.random.Generator, states: dict[str, Any]) -> None:
-    """Put back what :func:`random_states` took."""
+def restore_random_states(rng: np.random.Generator, states: dict[str, Any], mask_rng: np.random.Generator | None = None,
+                          mask_generator: torch.Generator | None = None) -> None:
+    """Put back what :func:`random_states` took (a generator whose state was not saved is left as it is)."""
     rng.bit_generator.state = states["numpy"]
     torch.set_rng_state(states["torch"])
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
+    if mask_rng is not None and mask_rng is not rng and "mask_numpy" in states:
+        mask_rng.bit_generator.state = states["mask_numpy"]
+    if mask_generator is not None and "mask_torch" in states:
+        mask_generator.set_state(states["mask_torch"])
 
 
 class Checkpoint:

@@ -9,35 +9,51 @@ kept (the test split is never used here). Strategies extend the loop through :cl
 (DARTS takes an architecture step before each weight step); training plug-ins
 (``nasmerc.train.plugins``: a curriculum, self-paced learning) choose each epoch's conversations and
 the task term of the weight step, whatever the model and strategy. Everything is seeded.
+
+Two data paths give the batches (``train.data``). ``host``: each batch is padded on the host
+(``nasmerc.data.batch.collate``), masked by the numpy generator and copied to the device, as the loop
+always did. ``device``: every split is padded once into tensors on the device
+(``nasmerc.data.resident``), batches are gathered there, training masks are drawn there by a seeded
+``torch.Generator`` (``nasmerc.data.missing.mask_batch_torch``, the same distribution), evaluation
+masks are stacked once per split and rate, and losses are masked sums (``nasmerc.train.losses``), so
+a training epoch reads from the device once, at its end, and a validation pass once, at its end.
+``auto`` takes ``device`` on CUDA and ``host`` on the CPU. The batch order is the numpy generator's
+in both paths.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from nasmerc import checks, metrics
-from nasmerc.data.batch import Batch, iterate_batches
+from nasmerc.data.batch import Batch, collate
 from nasmerc.data.conversation import Conversation, DataSignature
-from nasmerc.data.missing import fixed_masks, make_schedule, mask_batch, stack_masks
+from nasmerc.data.missing import (fixed_masks, make_schedule, mask_batch, mask_batch_torch, mask_generator,
+                                  stack_masks)
+from nasmerc.data.resident import ResidentCache
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.outputs import ModelOutput, fit_data_modules
 from nasmerc.train import distributed
 from nasmerc.train.checkpoint import Checkpoint, random_states, restore_random_states
-from nasmerc.train.losses import select_real, task_loss
+from nasmerc.train.losses import flat_rows, task_loss
 from nasmerc.train.plugins import make_plugins
 
 
 MASKINGS = ("auto", "frame")
 OPTIMIZERS = ("adamw", "adam")
 PRECISIONS = ("auto", "bf16", "fp32")
+DATA_PATHS = ("auto", "host", "device")
+HOST_READ = "nasmerc.host_read"
+"""The profiler label of the loop's deliberate reads from the device (one an epoch, one a validation pass)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,10 @@ class TrainConfig:
     """How a missing modality is dropped (``nasmerc.data.missing``): ``auto`` -- for each utterance of a
     conversation, or for a whole sample of utterance-level data; ``frame`` -- each modality's frames
     of utterance-level data independently (MFMB-Net's protocol)."""
+    data: str = "auto"
+    """Where batches are made (module docstring): ``host`` (padded and masked on the host every step),
+    ``device`` (splits resident on the device, masks drawn there by a seeded torch generator, no host
+    read per step) or ``auto`` (``device`` on CUDA, ``host`` on the CPU)."""
 
     def __post_init__(self) -> None:
         """Ranges, checked when the config is made (``--set train.lr=-1`` stops before any run folder)."""
@@ -82,6 +102,8 @@ class TrainConfig:
             raise NasmercError(f"train: precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.masking not in MASKINGS:
             raise NasmercError(f"train: masking={self.masking!r}: expected one of {', '.join(MASKINGS)}")
+        if self.data not in DATA_PATHS:
+            raise NasmercError(f"train: data={self.data!r}: expected one of {', '.join(DATA_PATHS)}")
         if not self.valid_rates:
             raise NasmercError("train: valid_rates: expected at least one missing rate in [0, 1]")
         for rate in self.valid_rates:
@@ -189,6 +211,9 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.utterance_level = signature.level == "utterance"
+        self.resident = config.data == "device" or (config.data == "auto" and cuda)
+        self.splits = ResidentCache(signature, self.device) if self.resident else None
+        self.mask_generator = mask_generator(self.device, seed, self.world.rank) if self.resident else None
         self.current_rate = 0.0
         self.plugins = make_plugins(config.plugins, config.plugin_options, signature)
         self.hooks: list[TrainHook] = []
@@ -235,25 +260,44 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def masked(self, batch: Batch, epoch: int) -> Batch:
-        """``batch`` on the device with a fresh training mask at the schedule's rate."""
+        """``batch`` on the device with a fresh training mask at the schedule's rate (the rate from the
+        numpy generator; the pattern from it on the host path, from the torch generator on the device
+        path, where the batch is marked ``resident``: its losses read nothing back)."""
         self.current_rate = self.schedule.rate(epoch, self.config.epochs, self.mask_rng)
-        return mask_batch(batch, self.current_rate, self.mask_rng, self.utterance_level,
-                          frames=self.config.masking == "frame").to(self.device)
+        frames = self.config.masking == "frame"
+        if self.mask_generator is None:
+            batch = mask_batch(batch, self.current_rate, self.mask_rng, self.utterance_level, frames=frames)
+            return batch.to(self.device)
+        batch = replace(batch.to(self.device), resident=True)
+        return mask_batch_torch(batch, self.current_rate, self.mask_generator, self.utterance_level, frames=frames)
 
-    def batches(self, convs: Sequence[Conversation]) -> tuple[Iterator[tuple[np.ndarray, Batch]], int]:
-        """An epoch's shuffled training batches and their count: all of them on one process, this rank's
-        share under torchrun (``nasmerc.train.distributed``)."""
+    def chunks(self, n: int) -> list[np.ndarray]:
+        """An epoch's shuffled batches as indices into the ``n`` training conversations, drawn by the numpy
+        generator in both data paths: all of them on one process, this rank's share under torchrun
+        (``nasmerc.train.distributed``)."""
         size = self.config.batch_size
+        order = self.rng.permutation(n)
+        chunks = [order[i: i + size] for i in range(0, n, size)]
         if not self.world.distributed:
-            return iterate_batches(convs, self.signature, size, True, self.rng), -(-len(convs) // size)
-        order = self.rng.permutation(len(convs))
-        chunks = [order[i: i + size] for i in range(0, len(convs), size)]
+            return chunks
         steps = len(chunks) // self.world.size
         if steps < 1:
             raise NasmercError(f"torchrun: {len(chunks)} training batches for {self.world.size} ranks: expected at "
                                "least one batch per rank (lower train.batch_size or the number of processes)")
-        mine = [convs[i] for chunk in chunks[self.world.rank::self.world.size][:steps] for i in chunk]
-        return iterate_batches(mine, self.signature, size), steps
+        return chunks[self.world.rank::self.world.size][:steps]
+
+    def batches(self, convs: Sequence[Conversation]) -> tuple[Iterator[tuple[np.ndarray, Batch]], int]:
+        """An epoch's training batches (:meth:`chunks`) and their count: collated on the host, or gathered
+        from the training split resident on the device (``train.data``)."""
+        chunks = self.chunks(len(convs))
+        if self.splits is None or not convs:
+            return ((idx, collate([convs[i] for i in idx], self.signature)) for idx in chunks), len(chunks)
+        split, positions = self.splits.find(convs)
+        picked = [positions[idx] for idx in chunks]
+        order = split.upload(np.concatenate(picked))  # the epoch's order: one copy to the device
+        ends = np.cumsum([len(p) for p in picked]).tolist()
+        return ((idx, split.gather(pos, order[end - len(pos): end]))
+                for idx, pos, end in zip(chunks, picked, ends)), len(chunks)
 
     def train_epoch(self, convs: Sequence[Conversation], epoch: int, hooks: Sequence[TrainHook] = ()) -> dict[str, float]:
         """One epoch of weight steps. Nothing is read back from the device inside it: the loss terms are
@@ -283,7 +327,8 @@ class Trainer:
             steps.append(terms)
             self.events.emit("batch", epoch=epoch + 1, batch=step + 1, n_batches=n_batches)
         flat = [bad.double(), *(v.double() for terms in steps for v in terms.values())]
-        host = torch.stack(flat).tolist()  # the one read of the epoch
+        with record_function(HOST_READ):
+            host = torch.stack(flat).tolist()  # the one read of the epoch
         if host[0] >= 0:
             raise NasmercError(f"training diverged: the loss is not finite from epoch {epoch + 1}, step "
                                f"{int(host[0]) + 1} (try a lower train.lr or train.grad_clip); the last checkpoint "
@@ -298,28 +343,60 @@ class Trainer:
         return means
 
     # -- evaluation ------------------------------------------------------------------------------
+    def eval_batches(self, convs: Sequence[Conversation], rate: float, seed: int) -> Iterator[tuple[int, Batch]]:
+        """``convs`` in order, in batches of ``eval_batch_size`` on the device under the fixed masks of
+        ``(rate, seed)``, each with its count of real rows (known on the host): collated and masked per
+        batch on the host path; on the device path gathered from the resident split with the split's
+        masks, stacked on the device once per rate and seed and kept."""
+        size, frames = self.config.eval_batch_size, self.config.masking == "frame"
+        if self.splits is None or not convs:
+            masks = fixed_masks(convs, len(self.signature.modalities), rate, seed, self.utterance_level, frames=frames)
+            for start in range(0, len(convs), size):
+                idx = np.arange(start, min(start + size, len(convs)))
+                batch = collate([convs[i] for i in idx], self.signature)
+                n_rows = sum(len(convs[i]) for i in idx) if not self.utterance_level else len(idx)
+                yield n_rows, batch.with_present(stack_masks([masks[i] for i in idx], batch)).to(self.device)
+            return
+        split, _ = self.splits.find(convs, exact=True)  # the masks depend on the order of the conversations
+        present = split.fixed_present(rate, seed, self.utterance_level, frames)
+        for start in range(0, len(split), size):
+            idx = np.arange(start, min(start + size, len(split)))
+            index = torch.arange(start, start + len(idx), device=split.device)  # made there, nothing copied
+            yield split.rows(idx), split.gather_masked(idx, present, index)
+
     @torch.no_grad()
     def predict(self, convs: Sequence[Conversation], rate: float, mask_seed: int | None = None) -> Prediction:
-        """Outputs on the real rows of ``convs`` under the fixed mask of ``(rate, mask_seed)``."""
+        """Outputs on the real rows of ``convs`` under the fixed mask of ``(rate, mask_seed)``. The outputs
+        are kept on the device, one row per padded row, and the real rows are selected once, at the end
+        of the pass, when everything is read back. A plug-in whose ``prediction(batch, out)`` gives a
+        tensor replaces the model's logits with it (in the outputs and their loss)."""
         self.model.eval()
         seed = self.config.mask_seed if mask_seed is None else mask_seed
-        masks = fixed_masks(convs, len(self.signature.modalities), rate, seed, self.utterance_level,
-                            frames=self.config.masking == "frame")
-        outs, labels, losses = [], [], []  # kept on the device; read back once, at the end
-        for idx, batch in iterate_batches(convs, self.signature, self.config.eval_batch_size):
-            batch = batch.with_present(stack_masks([masks[i] for i in idx], batch)).to(self.device)
+        outs, labels, real, losses, counts = [], [], [], [], []  # kept on the device; read back once, at the end
+        for n_rows, batch in self.eval_batches(convs, rate, seed):
             for hook in self.hooks:
                 hook.before_forward(self, batch)
             with self.autocast():
                 out: ModelOutput = self.run(batch)
-            rows, target = select_real(out.logits, batch)
-            losses.append(task_loss(out.logits, batch, self.signature.task).detach())
+            logits = out.logits
+            for plugin in self.plugins:
+                prediction = getattr(plugin, "prediction", None)
+                given = prediction(batch, out) if prediction is not None else None
+                logits = given if isinstance(given, torch.Tensor) else logits
+            losses.append(task_loss(logits, batch, self.signature.task).detach())
+            rows, target, keep = flat_rows(logits, batch)
             outs.append(rows.float())
             labels.append(target)
-        counts = [t.shape[0] for t in labels]
-        per_batch = torch.stack(losses).tolist() if losses else []
-        loss = sum(value * count for value, count in zip(per_batch, counts)) / max(1, sum(counts))
-        return Prediction(torch.cat(outs).cpu().numpy(), torch.cat(labels).cpu().numpy(), loss)
+            real.append(keep)
+            counts.append(n_rows)
+        with record_function(HOST_READ):
+            per_batch = torch.stack(losses).tolist() if losses else []
+            loss = sum(value * count for value, count in zip(per_batch, counts)) / max(1, sum(counts))
+            rows, target = torch.cat(outs), torch.cat(labels)
+            if real and real[0] is not None:
+                keep = torch.cat(real)
+                rows, target = rows[keep], target[keep]
+            return Prediction(rows.cpu().numpy(), target.cpu().numpy(), loss)
 
     def evaluate(self, convs: Sequence[Conversation], rate: float, mask_seed: int | None = None) -> dict[str, float]:
         """The task's metrics (and ``loss``) at one missing rate."""
@@ -342,7 +419,7 @@ class Trainer:
                                "remove it to restart that training from its first epoch")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
-        restore_random_states(self.rng, saved["random"])
+        restore_random_states(self.rng, saved["random"], self.mask_rng, self.mask_generator)
         for hook, state in zip(hooks, saved["hooks"]):
             hook.load_state_dict(state)
         for plugin, state in zip(self.plugins, saved["plugins"]):
@@ -367,6 +444,11 @@ class Trainer:
         first, ended = 0, False
         for plugin in self.plugins:
             plugin.start(train, self.config.epochs)
+        valid = list(valid)
+        if self.splits is not None:  # both splits on the device once, before the first epoch
+            for split in (train, valid):
+                if split:
+                    self.splits.find(split, exact=True)
         if checkpoint is not None and checkpoint.exists():
             saved = checkpoint.load()
             self._restore(saved, hooks)
@@ -384,7 +466,6 @@ class Trainer:
             train_terms = self.train_epoch(convs, epoch, hooks)
             for plugin in self.plugins:
                 train_terms.update(plugin.end_epoch(epoch))
-            valid = list(valid)
             val = self.validate(valid)
             value = val[self.metric]
             if metrics.is_better(self.metric, value, best_value):
@@ -410,7 +491,8 @@ class Trainer:
                     "epoch": epoch + 1, "ended": ended, "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "best_value": best_value, "best_epoch": best_epoch,
                     "best_metrics": best_metrics, "best_state": best_state, "history": history,
-                    "random": random_states(self.rng), "hooks": [h.state_dict() for h in hooks],
+                    "random": random_states(self.rng, self.mask_rng, self.mask_generator),
+                    "hooks": [h.state_dict() for h in hooks],
                     "plugins": [p.state_dict() for p in self.plugins]})
             if ended:
                 break

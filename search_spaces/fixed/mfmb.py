@@ -80,6 +80,7 @@ from nasmerc.modules.encoders import BiRNN
 from nasmerc.modules.heads import TaskHead, check_batch, unimodal_outputs
 from nasmerc.nas.space import FixedSpace
 from nasmerc.outputs import ModelOutput
+from nasmerc.train.losses import masked_mean
 
 __all__ = ["MFMBConfig", "MFMBSpace", "MFMBNetwork", "mfmb_default", "mfmb_paper", "PAPER_DIMS", "PAPER_PARAMS",
            "hub_order", "generative_loss"]
@@ -320,11 +321,14 @@ class Reconstruction(nn.Module):
         return self.ffn(torch.matmul(probs, self.value(h) * _keep(mask, h)))  # eq. 15
 
 
-def generative_loss(pred: Tensor, target: Tensor, missing: Tensor) -> Tensor:
+def generative_loss(pred: Tensor, target: Tensor, missing: Tensor, resident: bool = False) -> Tensor:
     """Eq. 18: SmoothL1 between ``pred`` and ``target`` ``[B, N, D]`` at the ``missing`` rows ``[B, N]``.
 
     The mean over the masked rows' elements (the sum divided by their count); 0 when no row is masked.
+    With ``resident`` (a batch of ``train.data=device``) the same mean as a masked sum, no host read.
     """
+    if resident:
+        return masked_mean(F.smooth_l1_loss(pred, target.to(pred.dtype), reduction="none"), missing)
     if not bool(missing.any()):
         return pred.sum() * 0.0
     return F.smooth_l1_loss(pred[missing], target[missing].to(pred.dtype))
@@ -394,7 +398,8 @@ class MFMBNetwork(nn.Module):
         if self.training:  # eqs. 18-19
             for m in self.modalities:
                 missing = mask & ~present[..., batch.modalities.index(m)]
-                aux[f"gen_{m}"] = generative_loss(self.reconstruct[m](aligned[m], mask), batch.complete[m], missing)
+                aux[f"gen_{m}"] = generative_loss(self.reconstruct[m](aligned[m], mask), batch.complete[m], missing,
+                                                  batch.resident)
                 weights[f"gen_{m}"] = self.recon_weights[m]
         return ModelOutput(logits=logits, aux_losses=aux, aux_weights=weights, per_modality_logits=per_modality)
 

@@ -54,6 +54,7 @@ from nasmerc.modules.graph import to_nodes, to_padded, utterance_graph
 from nasmerc.modules.heads import TaskHead, check_batch, present_mask, speaker_ids, unimodal_outputs
 from nasmerc.nas.space import FixedSpace
 from nasmerc.outputs import ModelOutput
+from nasmerc.train.losses import masked_mean
 
 __all__ = ["MiCGAConfig", "MiCGASpace", "MiCGAModel", "micga_default", "micga_paper", "PAPER_DIMS", "PAPER_PARAMS"]
 
@@ -220,11 +221,17 @@ class MiCGAModel(nn.Module):
         return {mod: x[..., s + k * h: s + (k + 1) * h] for k, mod in enumerate(self.modalities)}
 
     def reconstruction(self, coarse: Tensor, batch: Batch) -> Tensor:
-        """``L_rct``: MSE of ``X^coarse`` to the complete representation ``X``, at the masked positions."""
+        """``L_rct``: MSE of ``X^coarse`` to the complete representation ``X``, at the masked positions.
+        For a batch of ``train.data=device`` (``batch.resident``) the same mean as masked sums over all
+        modalities, nothing read back from the device."""
         mask = batch.mask.bool()
         with torch.no_grad():
             target = self.encode(batch.complete, mask)
         estimate = self.blocks(coarse)
+        if batch.resident:
+            errors = torch.stack([(estimate[mod] - target[mod]) ** 2 for mod in self.modalities], 2)  # [B, N, M, H]
+            dropped = torch.stack([mask & ~present_mask(batch, mod) for mod in self.modalities], 2)  # [B, N, M]
+            return masked_mean(errors.flatten(1, 2), dropped.flatten(1, 2))
         total, count = coarse.new_zeros(()), 0
         for mod in self.modalities:
             dropped = mask & ~present_mask(batch, mod)
