@@ -67,6 +67,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("protocols (--protocol NAME):")
     for protocol in PROTOCOLS.values():
         print(f"  {protocol.summary()}")
+    from nasmerc.protocols import PAPERS
+
+    print(f"papers (nasmerc reproduce PAPER): {', '.join(PAPERS)}")
     return 0
 
 
@@ -249,6 +252,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nasmerc import reproduce
+    from nasmerc.protocols import get_paper
+
+    paper = get_paper(args.paper)
+    if args.threads is not None and args.threads < 1:
+        raise NasmercError(f"--threads {args.threads}: expected an integer >= 1")
+    data = args.data or paper.data
+    settings = reproduce.Settings(paper, data, Path(args.out) if args.out else reproduce.default_out(paper.name, data),
+                                  epochs=args.epochs, runs=args.runs, folds=reproduce.parse_folds(args.folds),
+                                  preset=args.preset, sets=tuple(args.set), device=args.device)
+    if args.dry_run:
+        print(reproduce.format_plan(reproduce.plan(settings)))
+        return 0
+    _processes(args)
+    try:
+        report = reproduce.reproduce(settings)
+    except KeyboardInterrupt as exc:  # the way on is this command again, not the stopped run's own --resume
+        exc.resume = f"the same nasmerc reproduce command (it keeps what {settings.out} holds)"
+        raise
+    print(report["text"])
+    print(f"wrote {settings.out / 'reproduce.json'} and {settings.out / 'reproduce.txt'}")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from nasmerc.dashboard import follow
 
@@ -397,6 +427,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="store_true", help="print the table of the results file and run nothing")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the shares with their intervals")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("reproduce", help="run a paper's protocol for its models and print its table beside ours")
+    p.add_argument("paper", metavar="PAPER", help="rmnas, iteach, mfmb, corect, multidag, micga, ada2i or haemsa")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="a dataset name or feature file spec (default: the synthetic preset shaped like the paper's)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs (commands) and an estimated time only")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs of every training (a quick try)")
+    p.add_argument("--runs", type=int, default=None, metavar="N", help="seeds per fold (default: the protocol's)")
+    p.add_argument("--folds", default=None, metavar="LIST",
+                   help="folds to run, e.g. 1,2 (default: the protocol's; 0: the data's own split)")
+    p.add_argument("--preset", default="default", help="the spaces' preset: default (CPU-sized) or paper")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="data.KEY / train.KEY / strategy.KEY or a space key for every run (repeatable)")
+    p.add_argument("--out", default=None, metavar="DIR", help="default runs/reproduce-PAPER-DATA (run again to go on)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch's threads (default: the cores)")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("dashboard", help="follow a running or finished run in the terminal")
     p.add_argument("run", help="a run folder")

@@ -47,12 +47,16 @@ def share_of_oracle(metric: str, model_values: Sequence[float], oracle_values: S
 
 def protocol_rates(model_path: Path) -> tuple[float, ...]:
     """The evaluation sweep of the protocol a model was trained under (``nasmerc.protocols``), read from
-    the ``config.yaml`` beside its ``model.pt``; the default sweep when there is none."""
-    from nasmerc.protocols import PROTOCOLS
+    the ``config.yaml`` beside its ``model.pt`` (the protocol it records, else the one it names); the
+    default sweep when there is none."""
+    from nasmerc.protocols import PROTOCOLS, Protocol
     from nasmerc.runs import CONFIG_FILE, read_yaml
 
-    config = model_path.parent / CONFIG_FILE
-    name = read_yaml(config, "a run's config.yaml").get("protocol", "default") if config.exists() else "default"
+    path = model_path.parent / CONFIG_FILE
+    config = read_yaml(path, "a run's config.yaml") if path.exists() else {}
+    if "protocol_config" in config:
+        return Protocol.from_dict(config["protocol_config"], f"{path}: protocol_config").sweep
+    name = config.get("protocol", "default")
     return PROTOCOLS[name].sweep if name in PROTOCOLS else DEFAULT_RATES
 
 

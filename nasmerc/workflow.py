@@ -42,8 +42,9 @@ from nasmerc.train.plugins import make_plugins
 from nasmerc.train.trainer import TrainConfig, check_training, resolve_device
 
 SECTIONS = ("train", "strategy", "data", "plugin")
-CONFIG_OTHERS = ("command", "data_config", "arch_file", "arch")
-"""Keys of a ``config.yaml`` that are not part of the run record."""
+CONFIG_OTHERS = ("command", "data_config", "protocol_config", "arch_file", "arch")
+"""Keys of a ``config.yaml`` that are not part of the run record (``protocol_config``: the named
+protocol itself, ``nasmerc.protocols.Protocol.to_dict``)."""
 
 
 @dataclass
@@ -128,7 +129,7 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     same_space = spec.space == base.space  # a config file's space settings belong to its own space
     space_obj = get_search_space(spec.space).from_preset(dataset.signature, spec.preset,
                                                          {**(spec.space_config if same_space else {}), **sections.space})
-    strategy_name = (strategy or spec.strategy or space_obj.default_strategy
+    strategy_name = (strategy or spec.strategy or getattr(space_obj, "default_strategy", None)
                      or ("darts" if space_obj.choices() else "fixed"))
     strategy_cls = get_strategy(strategy_name)
     same_strategy = strategy_name == spec.strategy
@@ -187,7 +188,8 @@ def run_search(spec: RunSpec, dataset: ConversationDataset, space_obj: SearchSpa
     strategy_name = spec.strategy
     torch_device = resolve_device(distributed.rank_device(spec.device, distributed.current()))
     with open_run(out, f"{spec.space}-{strategy_name}", "search", spec, sinks, n_batches=n_batches(dataset, spec.train),
-                  extra_config={"data_config": dataset.config}, resume=resume) as run:
+                  extra_config={"data_config": dataset.config,
+                                "protocol_config": get_protocol(spec.protocol).to_dict()}, resume=resume) as run:
 
         def best_so_far(arch: dict[str, Any], numbers: dict[str, Any]) -> None:
             ArchFile(spec, arch, {**numbers, "partial": True}).write(run.path / ARCH_FILE)
@@ -321,7 +323,8 @@ def run_retrain(spec: RunSpec, arch: dict[str, Any], arch_file: str, out: str, s
     evaluator = Evaluator(space_of(spec, dataset.signature), dataset, spec.train, device=torch_device, seed=spec.seed)
     model = evaluator.build(arch)
     with open_run(out, f"{spec.space}-retrain", "retrain", spec, sinks, n_batches=n_batches(dataset, spec.train),
-                  extra_config={"arch_file": arch_file, "arch": arch}, resume=resume) as run:
+                  extra_config={"protocol_config": get_protocol(spec.protocol).to_dict(), "arch_file": arch_file,
+                                "arch": arch}, resume=resume) as run:
         evaluator.events, evaluator.run_dir = run.events, run.path
         fit = evaluator.fit(model)
         save_model(run.path, model, spec, arch, {

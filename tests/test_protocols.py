@@ -4,15 +4,18 @@ training (``--set`` still wins); an IME protocol trains one model per rate and j
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from nasmerc.cli import main
-from nasmerc.protocols import PROTOCOLS, get_protocol
+from nasmerc.errors import NasmercError
+from nasmerc.protocols import PAPERS, PROTOCOLS, Protocol, get_protocol
 from nasmerc.spec import RunSpec
 from nasmerc.train.trainer import TrainConfig
+from test_formats import write_mmsa
 
 TINY = ["--set", "data.n_train=6", "--set", "data.n_valid=2", "--set", "data.n_test=3",
         "--set", "data.length_max=10", "--set", "data.length_min=3", "--set", "data.length_mean=6",
@@ -28,6 +31,53 @@ def test_every_protocol_round_trips_through_the_run_record(name: str) -> None:
     back = RunSpec.from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())), "config.yaml")
     assert back == spec and back.train.masking == protocol.train.get("masking", TrainConfig().masking)
     assert protocol.evaluation in ("ume", "ime") and protocol.runs >= 1 and protocol.sweep
+
+
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+def test_every_protocol_round_trips_through_config_yaml(name: str, tmp_path: Path, capsys) -> None:
+    protocol = get_protocol(name)
+    frames = protocol.train.get("masking") == "frame"  # frame masking asks for utterance-level data
+    if frames:
+        write_mmsa(tmp_path / "mosi.pkl")
+    data = ["--data", f"mmsa:mosi:{tmp_path / 'mosi.pkl'}"] if frames else TINY[:-2]
+    out = tmp_path / "run"
+    assert main(["search", "--space", "early_fusion", "--protocol", name, "--epochs", "1", "--no-dashboard",
+                 "--out", str(out), *data, "--set", "hidden_dim=16"]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert Protocol.from_dict(config["protocol_config"], "config.yaml") == protocol
+    record = RunSpec.from_dict(config, "config.yaml", others=("command", "data_config", "protocol_config"))
+    assert record.protocol == name and record.train == replace(protocol.train_config(), epochs=1)  # --epochs wins
+    assert main(["search", "--config", str(out / "config.yaml"), "--no-dashboard", "--out", str(tmp_path / "again")]) == 0
+    assert yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())["protocol_config"] == config["protocol_config"]
+
+
+def test_protocol_objects_check_their_values() -> None:
+    with pytest.raises(NasmercError, match="protocol 'x': evaluation='both': expected one of 'ume', 'ime'"):
+        Protocol("x", "paper", "d", evaluation="both")
+    with pytest.raises(NasmercError, match="protocol 'x': runs=0: expected an integer >= 1"):
+        Protocol("x", "paper", "d", runs=0)
+    with pytest.raises(NasmercError, match=r"config.yaml: protocol key 'seeds' unknown \(expected name, paper"):
+        Protocol.from_dict({"name": "x", "paper": "p", "description": "", "seeds": 3}, "config.yaml")
+    with pytest.raises(NasmercError, match="config.yaml: protocol 'x': sweep: 'a' is not a missing rate"):
+        Protocol.from_dict({"name": "x", "paper": "p", "description": "", "sweep": ["a"]}, "config.yaml")
+    with pytest.raises(NasmercError, match="config.yaml: protocol 'x': unknown key 'lr_max'"):
+        Protocol.from_dict({"name": "x", "paper": "p", "description": "", "train": {"lr_max": 1}}, "config.yaml")
+    assert get_protocol("rmnas").fold_list(True) == (1, 2, 3, 4, 5) and get_protocol("rmnas").fold_list(False) == (0,)
+
+
+def test_every_paper_row_names_a_protocol_and_a_metric_nasmerc_knows() -> None:
+    from nasmerc.metrics import HIGHER_IS_BETTER
+
+    for paper in PAPERS.values():
+        for exp in paper.experiments:
+            protocol = get_protocol(exp.protocol)
+            for shape, rows in exp.rows.items():
+                assert rows and shape in ("iemocap4", "iemocap6", "meld", "mosi", "mosei")
+                for row in rows:
+                    assert row.source.startswith("table ") and (row.paper is None or row.paper > 0)
+                    assert row.metric is None or row.metric in HIGHER_IS_BETTER or row.metric.startswith("f1_")
+                    assert row.metric is not None or row.note.startswith("not computed by nasmerc")
+                    assert row.at in ("mean", "auilc") or row.at in protocol.sweep
 
 
 def test_protocol_sets_the_training_and_set_wins(tmp_path: Path, capsys) -> None:

@@ -97,12 +97,17 @@ class DataSignature:
 
 @dataclass
 class Conversation:
-    """One dialogue (or one utterance of frames) with aligned per-modality features."""
+    """One dialogue (or one utterance of frames) with aligned per-modality features.
+
+    ``session`` is the recording session of an IEMOCAP-shaped dialogue (1-5), which the
+    leave-one-session-out folds split on (``nasmerc.data.folds``); ``None`` where the data have none.
+    """
 
     id: str
     features: dict[str, np.ndarray]
     speakers: np.ndarray
     labels: np.ndarray
+    session: int | None = None
 
     def __len__(self) -> int:
         return int(self.speakers.shape[0])
@@ -172,7 +177,8 @@ class ConversationDataset:
         return iter((s, self.splits[s]) for s in SPLITS)
 
     def summary(self) -> dict[str, Any]:
-        """Sizes, dims and label distribution per split, as plain JSON-ready values."""
+        """Sizes, dims and label distribution per split (and conversations per session where the data have
+        sessions), as plain JSON-ready values."""
         sig = self.signature
         out: dict[str, Any] = {"name": self.name, "signature": sig.to_dict(), "splits": {}}
         for s, convs in self:
@@ -196,6 +202,9 @@ class ConversationDataset:
                     "zero": int((labels == 0).sum()),
                     "positive": int((labels > 0).sum()),
                 }
+            sessions = sorted({c.session for c in convs if c.session is not None})
+            if sessions:
+                info["sessions"] = {str(k): sum(c.session == k for c in convs) for k in sessions}
             out["splits"][s] = info
         return out
 

@@ -32,6 +32,14 @@ The process, all of it determined by ``seed``:
 
 Because every part is known, :class:`SyntheticOracle` computes the Bayes posterior of each label
 exactly (``nasmerc.data.hmm``), and the context-free posterior of each utterance alone.
+
+Sessions and folds. The IEMOCAP-shaped presets (``iemocap4``, ``iemocap6``) record a session 1-5 for
+every conversation (``nasmerc.data.folds.synthetic_sessions``: the test conversations are session 5,
+the others fill sessions 1-4), drawn after the fact so the conversations and the default split are
+the same as without sessions. ``--set data.fold=K`` (1-5) gives leave-one-session-out fold ``K``
+(``nasmerc.data.folds.apply_fold``): test = session ``K``, validation carved from the other sessions
+at the preset's own share (``n_valid / (n_train + n_valid)``, seeded by ``seed``); 0 keeps the preset's
+split. The sessions group conversations only: the speakers are the preset's speaker pool throughout.
 """
 
 from __future__ import annotations
@@ -42,10 +50,14 @@ import numpy as np
 
 from nasmerc.config import to_plain
 from nasmerc.data.conversation import Conversation, ConversationDataset, DataSignature, speaker_roles
+from nasmerc.data.folds import apply_fold, check_fold, synthetic_sessions
 from nasmerc.data.oracle import SyntheticOracle
 from nasmerc.data.process import PRESETS, SyntheticConfig, World, make_config
 
 __all__ = ["PRESETS", "SyntheticConfig", "World", "make_config", "generate", "load"]
+
+SESSION_PRESETS = ("iemocap4", "iemocap6")
+"""The presets shaped like IEMOCAP, whose conversations have sessions (and so folds)."""
 
 def _sample_labels(cfg: SyntheticConfig, roles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw the hidden emotions of one conversation by the rules in the module docstring."""
@@ -103,11 +115,16 @@ def _emit(world: World, cfg: SyntheticConfig, labels: np.ndarray, speakers: np.n
     return feats
 
 
-def generate(cfg: SyntheticConfig) -> ConversationDataset:
-    """Draw the train / valid / test conversations of ``cfg`` and attach the exact oracle."""
+def generate(cfg: SyntheticConfig, fold: int = 0) -> ConversationDataset:
+    """Draw the train / valid / test conversations of ``cfg`` and attach the exact oracle; with
+    ``fold`` 1-5, re-split them into that leave-one-session-out fold (module docstring)."""
     cfg.check()
+    where = f"dataset {cfg.preset!r}"
+    fold = check_fold(fold, where)
     world = World.draw(cfg)
     rng = np.random.default_rng([cfg.seed, 1])
+    sessions = (synthetic_sessions(cfg.n_train, cfg.n_valid, cfg.n_test) if cfg.preset in SESSION_PRESETS
+                else None)
     splits: dict[str, list[Conversation]] = {}
     for split, count in (("train", cfg.n_train), ("valid", cfg.n_valid), ("test", cfg.n_test)):
         convs = []
@@ -121,8 +138,12 @@ def generate(cfg: SyntheticConfig) -> ConversationDataset:
                 features=_emit(world, cfg, levels, speakers, rng),
                 speakers=speakers,
                 labels=labels,
+                session=sessions[split][j] if sessions else None,
             ))
         splits[split] = convs
+    if fold:
+        splits = apply_fold(splits, fold, valid_fraction=cfg.n_valid / (cfg.n_train + cfg.n_valid), seed=cfg.seed,
+                            where=where)
     signature = DataSignature(
         modalities=tuple(cfg.modalities),
         dims={m: int(cfg.dims[m]) for m in cfg.modalities},
@@ -135,14 +156,17 @@ def generate(cfg: SyntheticConfig) -> ConversationDataset:
         name=cfg.preset,
         signature=signature,
         splits=splits,
-        config={"source": "synthetic", **to_plain(cfg)},
+        config={"source": "synthetic", **to_plain(cfg), **({"fold": fold} if fold else {})},
         oracle=SyntheticOracle(cfg, world),
     )
 
 
 def load(preset: str, overrides: Mapping[str, Any] | None = None) -> ConversationDataset:
-    """Entry point of the ``nasmerc.datasets`` group for every synthetic preset."""
-    return generate(make_config(preset, overrides))
+    """Entry point of the ``nasmerc.datasets`` group for every synthetic preset; ``fold`` among the
+    overrides picks a leave-one-session-out fold (module docstring), the others set the generator."""
+    rest = dict(overrides or {})
+    fold = check_fold(rest.pop("fold", 0), f"dataset {preset!r}")
+    return generate(make_config(preset, rest), fold)
 
 
 def _preset_loader(preset: str) -> Callable[[Mapping[str, Any] | None], ConversationDataset]:

@@ -4,7 +4,8 @@ Each format module has ``load(path, variant, options) -> ConversationDataset``. 
 here: :class:`FileOptions` (the ``--set data.KEY=VALUE`` options), the checks every conversation
 passes (lengths that agree, finite features, a non-empty conversation) and :func:`assemble`, which
 carves the validation split from the training split when the file has none and validates the whole
-dataset with the file named in every error.
+dataset with the file named in every error. A ``fold`` option re-splits files whose conversations
+have sessions (IEMOCAP's video ids) into a leave-one-session-out fold (``nasmerc.data.folds``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from nasmerc import checks
 from nasmerc.config import to_plain
 from nasmerc.data.conversation import Conversation, ConversationDataset, DataSignature, carve_validation
+from nasmerc.data.folds import N_SESSIONS, apply_fold
 from nasmerc.errors import NasmercError
 
 FORMATS = ("mmsa", "dialoguegcn", "gcnet", "plain")
@@ -36,7 +38,9 @@ class FileOptions:
     ``nan_to_zero`` replaces NaN / inf features by 0 instead of refusing them. ``level`` is the MMSA
     reading (``utterance``: one sample of frames per clip; ``dialogue``: clips grouped by video).
     ``frames`` is the common frame count of unaligned MMSA utterance samples (0: the text length).
-    ``fold`` picks a leave-one-session-out IEMOCAP fold of a GCNet file (1-5; 0: the file's split).
+    ``fold`` picks a leave-one-session-out IEMOCAP fold (1-5; 0: the file's split) of a file whose video
+    ids name their session (GCNet and DialogueGCN IEMOCAP pickles; ``nasmerc.data.folds``), its
+    validation split carved from the training sessions by ``valid_fraction`` and ``seed``.
     ``features`` is the GCNet feature root (default: ``features`` beside the label pickle) and
     ``folders`` maps each modality (text, audio, visual) to its sub-folder. ``classes`` renames the
     classes. Values are checked when the options are made (``frames`` at most ``MAX_FRAMES``).
@@ -56,6 +60,8 @@ class FileOptions:
         where = "data options"
         checks.in_range(where, "valid_fraction", self.valid_fraction, 0.0, 1.0, low_open=True, high_open=True)
         checks.at_least(where, 0, seed=self.seed, frames=self.frames, fold=self.fold)
+        if self.fold > N_SESSIONS:
+            raise NasmercError(f"{where}: fold={self.fold}: expected a session 1-{N_SESSIONS} (0: the file's split)")
         if self.frames > MAX_FRAMES:
             raise NasmercError(f"{where}: frames={self.frames}: expected an integer in [0, {MAX_FRAMES}]")
         checks.one_of(where, "level", self.level, ("", "utterance", "dialogue"))
@@ -194,8 +200,8 @@ def speaker_ids(values: Any, path: Path, split: str, key: str) -> np.ndarray:
 
 
 def conversation(path: Path, split: str, cid: Any, features: dict[str, np.ndarray], speakers: np.ndarray,
-                 labels: np.ndarray, level: str, nan_to_zero: bool) -> Conversation:
-    """Check one conversation's lengths and values, and build it."""
+                 labels: np.ndarray, level: str, nan_to_zero: bool, session: int | None = None) -> Conversation:
+    """Check one conversation's lengths and values, and build it (``session``: its recording session, if known)."""
     at = f"conversation {str(cid)!r}"
     n = int(speakers.shape[0]) if level == "dialogue" else next(iter(features.values())).shape[0]
     if n == 0:
@@ -217,15 +223,20 @@ def conversation(path: Path, split: str, cid: Any, features: dict[str, np.ndarra
             x[bad] = 0.0
     if level == "utterance" and speakers.shape != (n,):
         speakers = np.zeros(n, dtype=np.int64)
-    return Conversation(id=str(cid), features=features, speakers=speakers, labels=labels)
+    return Conversation(id=str(cid), features=features, speakers=speakers, labels=labels, session=session)
 
 
 def assemble(path: Path, fmt: str, variant: str, options: FileOptions, signature: DataSignature,
              splits: dict[str, list[Conversation]], extra: Mapping[str, Any] | None = None) -> ConversationDataset:
-    """The dataset, with a validation split carved from train when the file has none, validated."""
-    splits = dict(splits)
+    """The dataset, re-split into fold ``options.fold`` when one is asked, else with a validation split
+    carved from train when the file has none; validated."""
+    splits = {s: list(splits.get(s, [])) for s in ("train", "valid", "test")}
     carved = False
-    if not splits.get("valid"):
+    if options.fold:
+        splits = apply_fold(splits, options.fold, valid_fraction=options.valid_fraction, seed=options.seed,
+                            where=str(path))
+        carved = True
+    elif not splits.get("valid"):
         if len(splits.get("train", [])) < 2:
             raise fail(path, "train", "conversations", "at least 2 (the file has no validation split, so one is "
                        "carved from train)", len(splits.get("train", [])))

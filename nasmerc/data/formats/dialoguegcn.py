@@ -13,7 +13,9 @@ All are tuples of dicts keyed by video (dialogue) id, each holding per-utterance
   videoSpeakers, videoLabels, videoText, videoAudio, videoSentence, trainVid, testVid, _``.
   Labels neutral 0, surprise 1, fear 2, sadness 3, joy 4, disgust 5, anger 6.
 
-Neither file has a validation split: it is carved from ``trainVid`` (see ``FileOptions``).
+Neither file has a validation split: it is carved from ``trainVid`` (see ``FileOptions``). IEMOCAP
+dialogues record their session from the video id (``Ses03M_impro02`` is session 3), so
+``--set data.fold=K`` gives leave-one-session-out fold ``K`` (``nasmerc.data.folds``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from nasmerc.data import safe_pickle
 from nasmerc.data.conversation import Conversation, DataSignature
+from nasmerc.data.folds import session_of_video
 from nasmerc.data.formats import (FileOptions, as_matrix, assemble, class_ids, conversation, describe, fail,
                                   speaker_ids, unpack)
 
@@ -83,7 +86,9 @@ def load(path: Path, variant: str, options: FileOptions) -> Any:
                      for m in modalities}
             labels = class_ids(parts["videoLabels"][vid], path, split, f"videoLabels[{vid!r}]")
             speakers = speaker_ids(parts["videoSpeakers"][vid], path, split, f"videoSpeakers[{vid!r}]")
-            convs.append(conversation(path, split, vid, feats, speakers, labels, "dialogue", options.nan_to_zero))
+            session = session_of_video(vid) if variant != "meld" else None
+            convs.append(conversation(path, split, vid, feats, speakers, labels, "dialogue", options.nan_to_zero,
+                                      session))
         splits[split] = convs
     if not splits["train"]:
         raise fail(path, "train", "trainVid", "at least two training videos", 0)

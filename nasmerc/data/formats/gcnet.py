@@ -11,9 +11,11 @@ The label pickle holds dicts keyed by video id and the split lists:
 ``<features>/<folder>/<utterance_id>.npy``, of shape ``[D]`` or ``[T, D]`` (averaged over time).
 ``features`` defaults to the ``features`` folder beside the label pickle; ``folders.text`` /
 ``folders.audio`` / ``folders.visual`` name the sub-folders (default: sub-folders called ``text``,
-``audio``, ``visual``). For IEMOCAP, ``fold`` 1-5 is the leave-one-session-out fold whose test
-videos are session ``fold`` (the 5th character of the video id, ``Ses01F_impro01`` is session 1)
-and whose training videos are all the others; fold 0 keeps the pickle's own split.
+``audio``, ``visual``). For IEMOCAP every dialogue records its session (the 5th character of the
+video id, ``Ses01F_impro01`` is session 1), and ``fold`` 1-5 is the leave-one-session-out fold whose
+test videos are session ``fold``, validation carved from the four others (``nasmerc.data.folds``,
+applied by :func:`~nasmerc.data.formats.assemble`; GCNet's own code validates on the test videos,
+nasmerc does not); fold 0 keeps the pickle's own split.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from nasmerc.data import safe_pickle
 from nasmerc.data.conversation import Conversation, DataSignature
+from nasmerc.data.folds import session_of_video
 from nasmerc.data.formats import (MODALITIES, FileOptions, assemble, class_ids, conversation, describe, fail,
                                   n_speakers, numbers, read_npy, scores, speaker_ids, unpack)
 
@@ -82,21 +85,13 @@ def _list(x: Any, path: Path, key: str) -> list[Any]:
     return sorted(out, key=str) if isinstance(x, (set, frozenset)) else out
 
 
-def _split_videos(parts: dict[str, Any], variant: str, options: FileOptions, path: Path) -> dict[str, list[Any]]:
+def _split_videos(parts: dict[str, Any], variant: str, path: Path) -> dict[str, list[Any]]:
+    """The pickle's own split (a fold, if asked, is made from it by ``assemble``)."""
     if variant in ("mosi", "mosei"):
-        if options.fold:
-            raise fail(path, None, "option fold", "0 (folds are for IEMOCAP)", options.fold)
         return {"train": _list(parts["trainVids"], path, "trainVids"), "valid": _list(parts["valVids"], path, "valVids"),
                 "test": _list(parts["testVids"], path, "testVids")}
-    train, test = _list(parts["trainVid"], path, "trainVid"), _list(parts["testVid"], path, "testVid")
-    if options.fold == 0:
-        return {"train": train, "valid": [], "test": test}
-    if not 1 <= options.fold <= 5:
-        raise fail(path, None, "option fold", "a session 1-5 (or 0 for the file's split)", options.fold)
-    every = train + test
-    session = str(options.fold)
-    return {"train": [v for v in every if str(v)[4:5] != session], "valid": [],
-            "test": [v for v in every if str(v)[4:5] == session]}
+    return {"train": _list(parts["trainVid"], path, "trainVid"), "valid": [],
+            "test": _list(parts["testVid"], path, "testVid")}
 
 
 def load(path: Path, variant: str, options: FileOptions) -> Any:
@@ -110,7 +105,7 @@ def load(path: Path, variant: str, options: FileOptions) -> Any:
             raise fail(path, None, key, "a dict keyed by video id", describe(parts[key]))
     folders = _folders(Path(options.features) if options.features else path.parent / "features", options, path)
     splits: dict[str, list[Conversation]] = {}
-    for split, vids in _split_videos(parts, variant, options, path).items():
+    for split, vids in _split_videos(parts, variant, path).items():
         convs = []
         for vid in vids:
             for key in ("videoIDs", "videoLabels", "videoSpeakers"):
@@ -130,7 +125,9 @@ def load(path: Path, variant: str, options: FileOptions) -> Any:
             at = f"videoLabels[{vid!r}]"
             labels = (scores if regression else class_ids)(parts["videoLabels"][vid], path, split, at)
             speakers = speaker_ids(parts["videoSpeakers"][vid], path, split, f"videoSpeakers[{vid!r}]")
-            convs.append(conversation(path, split, vid, feats, speakers, labels, "dialogue", options.nan_to_zero))
+            session = None if regression else session_of_video(vid)
+            convs.append(conversation(path, split, vid, feats, speakers, labels, "dialogue", options.nan_to_zero,
+                                      session))
         splits[split] = convs
     if not splits["train"]:
         raise fail(path, "train", "videos", "at least two training videos", 0)

@@ -9,7 +9,10 @@ One ``numpy.savez`` archive, read with ``allow_pickle=False`` (nothing in it can
   ``S/ids`` ``[n]`` strings, ``S/lengths`` ``[n]`` int (rows per conversation),
   ``S/speakers`` ``[sum(lengths)]`` int, ``S/labels`` ``[sum(lengths)]`` (dialogue level) or ``[n]``
   (utterance level), int class ids or float scores, and ``S/<modality>`` ``[sum(lengths), D_m]``
-  float32 for every modality: the conversations' rows one after the other.
+  float32 for every modality: the conversations' rows one after the other; optionally
+  ``S/sessions`` ``[n]`` int, the recording session (1-5) of each conversation, written when every
+  conversation of the dataset has one, so that a converted IEMOCAP file keeps its folds
+  (``--set data.fold=K``, ``nasmerc.data.folds``).
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ def save(ds: ConversationDataset, path: str | Path) -> Path:
         "signature": np.array(json.dumps(sig.to_dict())),
         "config": np.array(json.dumps(ds.config, default=str)),
     }
+    with_sessions = all(c.session is not None for _, convs in ds for c in convs)
     for s, convs in ds:
         arrays[f"{s}/ids"] = np.array([c.id for c in convs], dtype=str)
+        if with_sessions:
+            arrays[f"{s}/sessions"] = np.array([c.session for c in convs], dtype=np.int64)
         arrays[f"{s}/lengths"] = np.array([len(c) for c in convs], dtype=np.int64)
         arrays[f"{s}/speakers"] = np.concatenate([c.speakers for c in convs] or [np.zeros(0)]).astype(np.int64)
         label_dtype = np.int64 if sig.task == "classification" else np.float32
@@ -105,6 +111,14 @@ def _split(npz: _Archive, s: str, signature: DataSignature, path: Path, options:
     for key, found, want in checks:
         if found != want:
             raise fail(path, s, f"key '{s}/{key}'", f"{want} rows (from '{s}/lengths')", found)
+    sessions: list[int | None] = [None] * len(lengths)
+    if f"{s}/sessions" in npz.files:
+        found = _vector(integers(npz.get(f"{s}/sessions", s), path, s, f"key '{s}/sessions'", "session numbers"),
+                        path, s, f"{s}/sessions", "session numbers")
+        if len(found) != len(lengths) or (found < 1).any():
+            raise fail(path, s, f"key '{s}/sessions'", f"{len(lengths)} session numbers >= 1 (one per conversation)",
+                       f"{len(found)} values" if len(found) != len(lengths) else int(found[found < 1][0]))
+        sessions = [int(v) for v in found]
     ends = np.cumsum(lengths)
     starts = ends - lengths
     convs = []
@@ -112,7 +126,7 @@ def _split(npz: _Archive, s: str, signature: DataSignature, path: Path, options:
         a, b = int(starts[j]), int(ends[j])
         lab = labels[a:b] if level == "dialogue" else labels[j: j + 1]
         convs.append(conversation(path, s, cid, {m: np.array(x[a:b], dtype=np.float32) for m, x in feats.items()},
-                                  speakers[a:b], lab, level, options.nan_to_zero))
+                                  speakers[a:b], lab, level, options.nan_to_zero, sessions[j]))
     return convs
 
 
