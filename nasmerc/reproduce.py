@@ -294,13 +294,13 @@ def reduced_lines(p: Plan) -> list[str]:
     for exp, protocol, folds, _ in p.experiments:
         every = protocol.fold_list(protocol.folds == "session" and (folds != (0,) or s.folds is not None))
         parts = [f"epochs {s.epochs} (protocol: {protocol.train_config().epochs})" if s.epochs else "",
-                 f"runs {s.runs} of {protocol.runs}" if s.runs is not None and s.runs != protocol.runs else "",
+                 f"runs {s.runs} (protocol: {protocol.runs})" if s.runs is not None and s.runs != protocol.runs else "",
                  f"folds {','.join(map(str, folds))} of {','.join(map(str, every))}"
                  if s.folds is not None and tuple(folds) != every else ""]
         text = "; ".join(x for x in parts if x)
         if text:
             said.setdefault(text, []).append(exp.name)
-    out = [f"reduced for a quick try ({', '.join(names)}): {text}" for text, names in said.items()]
+    out = [f"changed from the protocol ({', '.join(names)}): {text}" for text, names in said.items()]
     if s.preset != "paper":
         out.append(f"model sizes: the spaces' CPU-sized {s.preset!r} preset (the papers' sizes: --preset paper)")
     return out

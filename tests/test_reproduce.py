@@ -90,7 +90,7 @@ def test_mfmb_and_corect_dry_runs_follow_their_protocols(capsys, tmp_path: Path)
     found = searches(lines)
     assert [flag(s, "--seed") for s in found] == [["0"], ["1"]] and all(flag(s, "--epochs") == ["2"] for s in found)
     assert all(not any(v.startswith("data.fold") for v in flag(s, "--set")) for s in found)  # the standard split
-    assert "reduced for a quick try (corect): epochs 2 (protocol: 30); runs 2 of 1" in lines
+    assert "changed from the protocol (corect): epochs 2 (protocol: 30); runs 2 (protocol: 1)" in lines
 
 
 def test_a_tiny_reproduce_prints_the_paper_beside_ours_and_goes_on_where_it_stopped(capsys, tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_a_tiny_reproduce_prints_the_paper_beside_ours_and_goes_on_where_it_stop
             *TINY]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "reduced for a quick try (iteach-random, iteach-progressive): epochs 1 (protocol: 100); runs 1 of 3; " \
+    assert "changed from the protocol (iteach-random, iteach-progressive): epochs 1 (protocol: 100); runs 1 (protocol: 3); " \
            "folds 1 of 1,2,3,4,5" in printed
     row = next(line for line in printed.splitlines() if line.startswith("WAF, average over rho 0-0.7  57.30"))
     assert "table 4, row 'ITEACH-Net' of IEMOCAP (six-class), column 'Average'" in row
