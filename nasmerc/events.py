@@ -10,8 +10,9 @@ Every event has a ``type`` and a wall-clock ``time`` (seconds since the epoch). 
 - ``epoch``: ``epoch``, ``epochs``, ``train_loss``, ``valid_loss``, ``valid`` (metrics dict),
   ``metric``, ``value``, ``best``, ``best_epoch``, ``missing_rate``, ``losses`` (each named term),
   ``elapsed``;
-- ``choice_weights``: ``epoch``, ``weights`` ``{label: {candidate: weight}}`` (DARTS' softmax, the
-  router's leading shares);
+- ``choice_weights``: ``epoch``, ``weights`` ``{label: {candidate: weight}}`` (DARTS' softmax of an op
+  choice, its per-input Identity gates of an input choice under ``inputs=gate``, which need not sum to
+  1; the router's leading shares);
 - ``checkpoint``: ``epoch``, ``path``, ``metric``, ``value``;
 - ``trial``: one evaluated candidate of a population strategy: ``trial`` (1-based), ``arch``,
   ``value``, ``best`` (best so far, ``None`` while none is eligible), ``metric``, ``parameters``,

@@ -11,7 +11,8 @@ For users who only search the fusion (BM-NAS, Yin et al. 2022, as RMNAS uses it 
    every modality, projected to ``fusion_dim``, is a candidate feature ``{m}.layer{i}``; ``n_cells``
    cells choose two inputs (``cell{c}.input0``, ``cell{c}.input1``) among the candidates and earlier
    cells' outputs; ``n_steps`` steps per cell choose two states (``cell{c}.step{s}.x`` / ``.y``) and one
-   op of ``O_s`` (``cell{c}.step{s}.op``).
+   op of ``O_s`` (``cell{c}.step{s}.op``). An input that selects several candidates (a DARTS
+   threshold derivation of RMNAS eq. 13's Identity / Zero gates) is their sum.
 3. **Heads and losses** as RMNAS: the fused head's logits are the output; each modality has a head
    ``LN -> Dropout -> Linear`` (:class:`~nasmerc.modules.heads.TaskHead`) on its last layer whose
    task loss is the auxiliary loss ``unimodal_{m}`` (weight ``unimodal_weight``).

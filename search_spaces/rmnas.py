@@ -15,7 +15,9 @@ The network follows the paper's method section (Figure 1):
    chosen among the candidates and earlier cells' outputs (``cell{c}.input0``, ``cell{c}.input1``),
    and ``n_steps`` cell-steps, each with two inputs chosen among the cell's inputs and earlier steps'
    outputs (``cell{c}.step{s}.x``, ``cell{c}.step{s}.y``) and one operation of ``O_s`` (Zero, Sum,
-   Attention, LinearGLU, ConcatFC; ``cell{c}.step{s}.op``).
+   Attention, LinearGLU, ConcatFC; ``cell{c}.step{s}.op``). Every fusion input reduces by ``sum``:
+   eq. 13 writes an input as the sum of the candidates, each through Identity (selected) or Zero,
+   so an architecture may select several candidates for one input (their sum).
 5. **Losses.** The fused branch and every unimodal branch predict; the fused logits are the model's
    output and each unimodal task loss is an auxiliary loss ``unimodal_{m}`` ("each single-modal
    branch and the BM-NAS branch calculate the loss simultaneously").
@@ -25,6 +27,12 @@ modality-major in signature order (``k = modality_index * n_blocks + block``), t
 cells ``0 .. c-1``. ``RMNASNetwork.candidate_names`` spells them out (``text.block0``, ...,
 ``cell0``). For a step, candidates ``0`` and ``1`` are the cell's two inputs and ``2 + s'`` the
 output of step ``s'``.
+
+Searched as the paper does by ``--strategy darts`` at its defaults (``strategies/darts.py``): the
+mixers and step ops softmax-mixed (eq. 5), the fusion inputs gated one by one (eq. 13), weights on
+the whole training split and the architecture weights on the validation split (bilevel, as BM-NAS),
+and every candidate whose softmax weight or gate is at least 0.2 kept (fig. 4), so a derived block
+may mix several token mixers (``{mixed: {name: weight}}``) and a cell input sum several features.
 
 Dialogue-level tasks predict every utterance (the global token is dropped); utterance-level tasks,
 whose rows are frames, predict from the global token. Regression gives one score per row.

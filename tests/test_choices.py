@@ -220,6 +220,25 @@ def test_build_has_no_choice_modules_and_only_chosen_parameters(space: ToySpace,
     assert count_parameters(model) == count_parameters(supernet) - unchosen
 
 
+def test_kept_several_builds_the_weighted_op_and_more_inputs(space: ToySpace) -> None:
+    """What a threshold derivation writes: several ops with weights, more inputs than ``n_chosen``."""
+    a = arch(op={"mixed": {"skip": 3.0, "small": 1.0}}, pick=[2, 0, 1])
+    assert space.canonical(a)["op"] == {"mixed": {"small": 1.0, "skip": 3.0}}
+    assert space.canonical(a)["pick"] == [0, 1, 2]
+    model = space.build(a).eval()
+    assert list(model.op.candidates) == ["small", "skip"] and model.pick.indices == [0, 1, 2]
+    assert count_parameters(model) == fixed_parameters(8) + candidate_parameters(8)["small"]
+    x = torch.randn(3, IN_DIM)
+    with torch.no_grad():
+        h = sum(stem(x) for stem in model.stems) / 3  # a mean choice averages every kept input
+        want = model.head(0.25 * model.op.candidates["small"](h) + 0.75 * h)
+        assert torch.allclose(model(x), want, atol=1e-6)
+    with pytest.raises(NasmercError, match="keeps several candidates"):
+        space.choices(FIXED)[1].encode(a["op"])
+    with pytest.raises(NasmercError, match="keeps 3 inputs"):
+        space.choices(FIXED)[2].encode(a["pick"])
+
+
 def test_built_model_computes_with_chosen_inputs(space: ToySpace) -> None:
     model = space.build(arch(op="skip", pick=[2, 1])).eval()
     x = torch.randn(3, IN_DIM)
@@ -241,11 +260,14 @@ def test_built_model_computes_with_chosen_inputs(space: ToySpace) -> None:
     ({"p": True}, "p", "expected a number"),
     ({"pick": [0, 3]}, "pick", "distinct input indices in 0..2"),
     ({"pick": [-1, 0]}, "pick", "distinct input indices in 0..2"),
-    ({"pick": [1]}, "pick", "expected 2 distinct"),
-    ({"pick": [0, 1, 2]}, "pick", "expected 2 distinct"),
-    ({"pick": [1, 1]}, "pick", "expected 2 distinct"),
-    ({"pick": ["a", 1]}, "pick", "expected 2 distinct"),
-    ({"pick": "0,1"}, "pick", "expected 2 distinct"),
+    ({"pick": [1]}, "pick", "expected at least 2 distinct"),
+    ({"pick": [1, 1]}, "pick", "expected at least 2 distinct"),
+    ({"pick": [0, 1, 1]}, "pick", "expected at least 2 distinct"),
+    ({"pick": ["a", 1]}, "pick", "expected at least 2 distinct"),
+    ({"pick": "0,1"}, "pick", "expected at least 2 distinct"),
+    ({"op": ["small", "big"]}, "op", "is not a candidate"),
+    ({"op": {"mixed": {"small": 1.0, "huge": 1.0}}}, "op", r"mixed candidates \['huge'\]"),
+    ({"op": {"mixed": {"small": -1.0, "big": 1.0}}}, "op", "expected a positive number"),
     ({"nosuch": 1}, "nosuch", "unknown choice label"),
 ])
 def test_bad_architectures_are_refused_naming_the_label(space: ToySpace, bad: dict, label: str, needle: str) -> None:

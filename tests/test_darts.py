@@ -53,18 +53,32 @@ def space(dataset) -> RMNASSpace:
     return RMNASSpace.from_preset(dataset.signature, "default", SPACE)
 
 
-def make_arch(space: RMNASSpace, seed: int = 0) -> tuple[nn.Module, ArchWeights]:
+INPUTS = {label for label in SIZES if ".input" in label or label.endswith((".x", ".y"))}
+
+
+def make_arch(space: RMNASSpace, seed: int = 0, inputs: str = "gate") -> tuple[nn.Module, ArchWeights]:
     torch.manual_seed(seed)
     supernet = space.supernet()
-    return supernet, ArchWeights(supernet, 1e-3, torch.Generator().manual_seed(seed))
+    return supernet, ArchWeights(supernet, 1e-3, torch.Generator().manual_seed(seed), inputs)
+
+
+def shapes(inputs: str) -> dict[str, tuple[int, ...]]:
+    """alpha's shape per label: eq. 13 gates are ``[n, 2]`` (Identity, Zero) per input choice."""
+    return {k: (n, 2) if inputs == "gate" and k in INPUTS else (n,) for k, n in SIZES.items()}
 
 
 # -- ArchWeights ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("inputs", ["gate", "softmax"])
+def test_arch_weights_shapes(space: RMNASSpace, inputs: str) -> None:
+    _, arch = make_arch(space, inputs=inputs)
+    assert {label: tuple(a.shape) for label, a in arch.state().items()} == shapes(inputs)
+
+
 def test_arch_weights_one_alpha_per_choice(space: RMNASSpace) -> None:
     supernet, arch = make_arch(space)
     state = arch.state()
     assert list(state) == list(SIZES)
-    assert {label: tuple(a.shape) for label, a in state.items()} == {k: (n,) for k, n in SIZES.items()}
+    assert {label: tuple(a.shape) for label, a in state.items()} == shapes("gate")
     assert arch.candidates["text.block0.mixer"] == list(MIXERS)
     assert arch.candidates["cell0.step1.op"] == list(FUSION_OPS)
     assert arch.candidates["cell0.step1.x"] == ["input0", "input1", "step0"]
@@ -93,7 +107,7 @@ def test_arch_weights_need_a_choice() -> None:
 
 
 def test_weights_softmax_sums_to_one(space: RMNASSpace) -> None:
-    _, arch = make_arch(space)
+    _, arch = make_arch(space, inputs="softmax")
     with torch.no_grad():
         for i, p in enumerate(arch.parameters()):
             p.copy_(torch.linspace(-3.0, 2.0 + i, p.numel()))
@@ -108,8 +122,8 @@ def test_weights_softmax_sums_to_one(space: RMNASSpace) -> None:
 
 
 def test_hooks_mix_by_softmax(space: RMNASSpace) -> None:
-    """The op hook is the softmax-weighted sum of candidates; the input hook of inputs."""
-    supernet, arch = make_arch(space)
+    """The op hook is the softmax-weighted sum of candidates; the softmax input hook of inputs."""
+    supernet, arch = make_arch(space, inputs="softmax")
     op = next(m for m in choice_modules(supernet) if isinstance(m, OpChoice) and m.label == "cell0.step0.op")
     inp = next(m for m in choice_modules(supernet) if isinstance(m, InputChoice) and m.label == "cell0.step1.x")
     key_op, key_in = "cell0/step0/op", "cell0/step1/x"
@@ -247,15 +261,16 @@ def searched(one_thread, dataset, tmp_path_factory):
 def test_search_end_to_end(searched) -> None:
     space, run_dir, result, events = searched
     # alpha.pt: the weights of the best epoch, one tensor per choice.
+    cfg = DartsConfig()
     alpha = alpha_of(run_dir)
-    assert {k: tuple(v.shape) for k, v in alpha.items()} == {k: (n,) for k, n in SIZES.items()}
+    assert {k: tuple(v.shape) for k, v in alpha.items()} == shapes(cfg.inputs)
     # The architecture is the derivation of alpha.pt and is accepted by the space as it is.
     assert list(result.arch) == list(SIZES)
-    assert result.arch == derive(alpha, space.choices(), {})
+    assert result.arch == derive(alpha, space.choices(), {}, threshold=cfg.threshold if cfg.derive == "threshold" else None)
     assert space.canonical(result.arch) == result.arch
     model = space.build(result.arch)
     assert choice_modules(model) == []
-    assert result.derived_parameters == count_parameters(model) < result.supernet_parameters
+    assert result.derived_parameters == count_parameters(model) <= result.supernet_parameters
     assert result.supernet_parameters == count_parameters(space.supernet())
     assert Darts().derive(space, run_dir, {}) == result.arch
     # Events: one choice_weights per epoch, after the epoch's checkpoint, before its epoch event.
@@ -265,7 +280,9 @@ def test_search_end_to_end(searched) -> None:
     assert [e["epoch"] for e in weights] == [1, 2] and [e["epoch"] for e in epochs] == [1, 2]
     for ev in weights:
         assert list(ev["weights"]) == list(SIZES)
-        assert all(sum(w.values()) == pytest.approx(1.0, abs=1e-5) for w in ev["weights"].values())
+        assert all(sum(w.values()) == pytest.approx(1.0, abs=1e-5) for k, w in ev["weights"].items()
+                   if cfg.inputs == "softmax" or k not in INPUTS)
+        assert all(0.0 < v < 1.0 for w in ev["weights"].values() for v in w.values())
     assert weights[0]["weights"] != weights[1]["weights"]
     assert kinds.index("choice_weights") < kinds.index("epoch")
     checkpoints = [e for e in events if e["type"] == "checkpoint"]
@@ -276,7 +293,9 @@ def test_search_end_to_end(searched) -> None:
     assert epochs[result.best_epoch - 1]["value"] == result.best_value
     assert checkpoints[-1]["epoch"] == result.best_epoch and checkpoints[-1]["value"] == result.best_value
     assert result.extra["final_weights"] == weights[-1]["weights"]
-    assert result.extra["weight_conversations"] + result.extra["arch_conversations"] == TINY["n_train"]
+    counts = result.extra["weight_conversations"], result.extra["arch_conversations"]
+    assert counts == ((TINY["n_train"], TINY["n_valid"]) if cfg.weight_data == "whole" else
+                      (TINY["n_train"] - round(cfg.arch_fraction * TINY["n_train"]), round(cfg.arch_fraction * TINY["n_train"])))
     assert result.extra["valid"]["waf"] == result.best_value
 
 

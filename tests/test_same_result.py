@@ -2,7 +2,8 @@
 and the evaluation recorded in ``tests/data/same_result.json``.
 
 The record was taken once (``NASMERC_RECORD=1 python -m pytest tests/test_same_result.py``) and is kept,
-so a restructuring that changes what a seed produces fails here. Each pair runs the user's path:
+so a restructuring that changes what a seed produces fails here. The rmnas/darts entry was taken again
+when DARTS' defaults became RMNAS's (threshold derivation, eq. 13 gates, weights on the whole split). Each pair runs the user's path:
 ``search``, then (when the search leaves no ``model.pt``) a one-epoch ``retrain``, then ``evaluate``.
 """
 

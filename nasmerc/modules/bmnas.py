@@ -73,13 +73,20 @@ def check_fusion_config(where: str, cfg: FusionConfig) -> None:
 
 
 class FusionStep(nn.Module):
-    """A BM-NAS cell-step: two inputs chosen among the cell's states, fused by one op of ``O_s``."""
+    """A BM-NAS cell-step: two inputs chosen among the cell's states, fused by one op of ``O_s``.
+
+    Every input choice of the fusion (here and :class:`FusionCell`'s) reduces by ``sum``: RMNAS eq. 13
+    writes a cell or step input as ``X_k = sum_{h_c} sum_{o_c in {Identity, Zero}} w o_c(h_c)``, so
+    the fixed form of several kept inputs is the sum of the selected ones (Identity), the others
+    being Zero; with one input, the input itself. How a supernet weighs the inputs is the
+    strategy's hook (DARTS: eq. 13's per-input gates, ``nasmerc.nas.choices.gated_inputs``).
+    """
 
     def __init__(self, label: str, n_states: int, cfg: FusionConfig, ctx: ChoiceContext) -> None:
         super().__init__()
         names = ["input0", "input1"] + [f"step{s}" for s in range(n_states - 2)]
-        self.x = ctx.inputs(f"{label}.x", n_states, 1, names=names)
-        self.y = ctx.inputs(f"{label}.y", n_states, 1, names=names)
+        self.x = ctx.inputs(f"{label}.x", n_states, 1, reduction="sum", names=names)
+        self.y = ctx.inputs(f"{label}.y", n_states, 1, reduction="sum", names=names)
         self.op = ctx.op(f"{label}.op", {name: partial(FUSION_OPS[name], cfg.fusion_dim) for name in cfg.fusion_ops})
 
     def forward(self, states: Sequence[Tensor], mask: Tensor) -> Tensor:
@@ -102,7 +109,8 @@ class FusionCell(nn.Module):
         super().__init__()
         dim = cfg.fusion_dim
         n_candidates = len(candidate_names)
-        self.inputs = nn.ModuleList(ctx.inputs(f"cell{index}.input{k}", n_candidates, 1, names=candidate_names)
+        self.inputs = nn.ModuleList(ctx.inputs(f"cell{index}.input{k}", n_candidates, 1, reduction="sum",
+                                               names=candidate_names)
                                     for k in range(2))
         self.steps = nn.ModuleList(FusionStep(f"cell{index}.step{s}", 2 + s, cfg, ctx) for s in range(cfg.n_steps))
         self.merge = (nn.Sequential(nn.Linear(cfg.n_steps * dim, dim), nn.ReLU(), nn.Dropout(cfg.dropout))

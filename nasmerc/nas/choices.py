@@ -4,8 +4,10 @@ A space builds its network through a :class:`ChoiceContext`. Each decision is as
 with a unique label:
 
 - ``ctx.op(label, {name: factory})``: one of several modules with the same call signature (or, in
-  a *routed* architecture, several of them weighed per token by a router: :class:`RoutedOp`);
-- ``ctx.inputs(label, n_candidates, n_chosen)``: which of the earlier features feed a node;
+  a *routed* architecture, several of them weighed per token by a router: :class:`RoutedOp`; in a
+  *mixed* one, several of them weighed by fixed weights: :class:`WeightedOp`);
+- ``ctx.inputs(label, n_candidates, n_chosen)``: which of the earlier features feed a node (at least
+  ``n_chosen`` of them in an architecture);
 - ``ctx.value(label, values)`` / ``ctx.float(label, low, high)``: numeric or structural genes.
 
 With an architecture (``ChoiceContext(arch)``) the context answers each question with the chosen
@@ -13,7 +15,8 @@ candidate, so the network holds no choice point and no parameter of an unchosen 
 one (the supernet) it returns :class:`OpChoice` / :class:`InputChoice` modules holding every
 candidate; they do nothing until a strategy attaches a *hook* from outside
 (:meth:`OpChoice.attach`), so the space never owns strategy state: DARTS attaches softmax mixing
-over its own ``alpha``, the router strategy attaches per-token routers. A ``ValueChoice`` or
+over its own ``alpha`` (and, for inputs, the per-input gates of RMNAS eq. 13, :func:`gated_inputs`),
+the router strategy attaches per-token routers. A ``ValueChoice`` or
 ``FloatChoice`` must be fixed to build a supernet (``fixed={"depth": 4}``); otherwise
 :class:`UnresolvedChoice` names the label and the fix.
 
@@ -111,6 +114,22 @@ def softmax_inputs(weights: torch.Tensor) -> Hook:
     return hook
 
 
+def gated_inputs(beta: torch.Tensor) -> Hook:
+    """A hook for an :class:`InputChoice`: RMNAS eq. 13 (BM-NAS's edges). Every input ``h_c`` passes
+    through the pool ``O_c = {Identity, Zero}`` mixed by its own softmax over the two,
+    ``X = sum_c sum_{o in O_c} softmax(beta_c)_o o(h_c) = sum_c softmax(beta_c)_Identity h_c``, so each
+    input is gated on its own instead of competing with the others. ``beta`` is ``[n_candidates, 2]``
+    (column 0 Identity, column 1 Zero). A ``sum`` choice takes ``X`` as it is (the fusion's inputs);
+    a ``mean`` one divides it by ``n_chosen``, as its fixed form averages the chosen inputs."""
+
+    def hook(choice: InputChoice, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        gate = torch.softmax(beta, dim=-1)[:, 0]
+        out = sum(gate[c] * x for c, x in enumerate(inputs))
+        return out if choice.reduction == "sum" else out / choice.n_chosen
+
+    return hook
+
+
 def first_tensor(args: Sequence[Any], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
     """The first tensor among a call's arguments: what a router reads."""
     for value in list(args) + list(kwargs.values()):
@@ -146,6 +165,27 @@ class RoutedOp(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return route(self.router, list(self.candidates.values()), self.label, args, kwargs)[0]
+
+
+class WeightedOp(nn.Module):
+    """The fixed form of an op choice that keeps several candidates (``{mixed: {name: weight}}``, a
+    threshold derivation of RMNAS eq. 5): ``sum_i w_i o_i(...) / sum_i w_i`` over the kept candidates,
+    the weights fixed (a buffer, not trained), renormalised so that the kept mixture has the scale of
+    eq. 5's full one and of a single op."""
+
+    def __init__(self, label: str, candidates: Mapping[str, nn.Module], weights: Mapping[str, float]) -> None:
+        super().__init__()
+        self.label = label
+        self.candidates = nn.ModuleDict(dict(candidates))
+        w = torch.tensor([float(weights[name]) for name in self.candidates], dtype=torch.float32)
+        self.register_buffer("weights", w / w.sum(), persistent=False)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = None
+        for w, cand in zip(self.weights, self.candidates.values()):
+            term = w * cand(*args, **kwargs)
+            out = term if out is None else out + term
+        return out
 
 
 class ChosenInputs(nn.Module):
@@ -192,6 +232,8 @@ class ChoiceContext:
         self._record(spec)
         if self.arch is not None:
             chosen = self._chosen(spec)
+            if isinstance(chosen, dict) and "mixed" in chosen:
+                return WeightedOp(label, {name: candidates[name]() for name in chosen["mixed"]}, chosen["mixed"])
             if isinstance(chosen, dict):
                 return RoutedOp(label, {name: candidates[name]() for name in chosen["routed"]}, chosen["width"])
             return candidates[chosen]()

@@ -14,7 +14,9 @@ detail:
   parameters, as nasmerc's TPE parameters ``label#0, label#1, ...``; all three are read);
 - a choice a space asks for but its network never holds (say, the fusion of a level beyond a fixed
   depth) is not in NNI's dict; it takes its first candidate, as nasmerc's derivation does;
-- a routed op choice (the router strategy's ``{routed: [...], width: D}``) has no NNI form.
+- a routed op choice (the router strategy's ``{routed: [...], width: D}``), a mixed one (DARTS' threshold
+  derivation, ``{mixed: {name: weight}}``) and an input choice keeping more inputs than it chooses have
+  no NNI form.
 
 The file ``nasmerc export --format nni RUN`` writes (``nni_arch.json``) is such a dict and nothing
 else, so NNI code can freeze the model space with it; ``nasmerc retrain`` reads it back with the run
@@ -42,9 +44,15 @@ def to_nni(arch: Mapping[str, Any], specs: Sequence[ChoiceSpec]) -> dict[str, An
         if spec.label not in arch:
             raise NasmercError(f"architecture: choice {spec.label!r} is missing")
         choice = spec.check(arch[spec.label])
+        if isinstance(spec, OpSpec) and isinstance(choice, Mapping) and "mixed" in choice:
+            raise NasmercError(f"architecture: choice {spec.label!r} is mixed ({dict(choice)!r}); NNI has no form for "
+                               "it (derive one candidate per choice: --set strategy.derive=argmax)")
         if isinstance(spec, OpSpec) and isinstance(choice, Mapping):
             raise NasmercError(f"architecture: choice {spec.label!r} is routed ({dict(choice)!r}); NNI has no form for "
                                "it (export the router's argmax: --set strategy.export=argmax)")
+        if isinstance(spec, InputSpec) and len(choice) != spec.n_chosen:
+            raise NasmercError(f"architecture: choice {spec.label!r} keeps {len(choice)} inputs {list(choice)}; NNI's "
+                               f"input choice takes exactly {spec.n_chosen} (derive with --set strategy.derive=argmax)")
         if isinstance(spec, OpSpec):
             choice = spec.candidates.index(choice)
         out[spec.label] = [int(i) for i in choice] if isinstance(spec, InputSpec) else choice

@@ -103,6 +103,12 @@ class ChoiceSpec:
         """The discrete choice of architecture weights, one per candidate (op and input choices)."""
         raise NotImplementedError(f"choice {self.label!r} ({self.kind}) has no architecture weights")
 
+    def derive_kept(self, weights: Sequence[float], threshold: float) -> Any:
+        """The choice that keeps every candidate whose weight (a softmax weight, or an input's gate) is
+        at least ``threshold``, and at least the one :meth:`derive` picks (RMNAS fig. 4: "operations
+        with alpha, beta, gamma less than 0.2 after softmax computation are considered discarded")."""
+        raise NotImplementedError(f"choice {self.label!r} ({self.kind}) has no architecture weights")
+
     def display(self, choice: Any) -> Any:
         """``choice`` as people read it (input indices by name)."""
         return choice
@@ -139,8 +145,16 @@ class _OneOf(ChoiceSpec):
 
 @dataclass(frozen=True)
 class OpSpec(_OneOf):
-    """One of several modules (``candidates`` are their names); in a routed architecture, several of
-    them weighed per token: ``{"routed": [names], "width": D}`` (:class:`~nasmerc.nas.choices.RoutedOp`)."""
+    """One of several modules (``candidates`` are their names). Two forms keep several of them:
+
+    - routed, weighed per token by a router: ``{"routed": [names], "width": D}``
+      (:class:`~nasmerc.nas.choices.RoutedOp`, the router strategy);
+    - mixed, weighed by fixed weights: ``{"mixed": {name: weight, ...}}``
+      (:class:`~nasmerc.nas.choices.WeightedOp`): what a threshold derivation keeps of RMNAS eq. 5,
+      the kept candidates with their softmax weights (the discarded ones dropped from the sum).
+
+    Either form with one name is that name; neither can be encoded as one gene (:meth:`encode`).
+    """
 
     kind: ClassVar[str] = "op"
     in_supernet: ClassVar[bool] = True
@@ -156,11 +170,36 @@ class OpSpec(_OneOf):
         return list(self.candidates)
 
     def check(self, choice: Any) -> Any:
+        if isinstance(choice, Mapping) and "mixed" in choice:
+            return self._mixed(choice)
         if isinstance(choice, Mapping):
             return self._routed(choice)
         if isinstance(choice, (list, dict)) or choice not in self.candidates:
             raise NasmercError(f"{self.where} = {choice!r} is not a candidate (expected one of {list(self.candidates)})")
         return choice
+
+    def _mixed(self, choice: Mapping[str, Any]) -> Any:
+        """``{mixed: {name: weight}}``: distinct candidates with positive finite weights, in the space's order."""
+        kept = choice.get("mixed")
+        if set(choice) != {"mixed"} or not isinstance(kept, Mapping) or not kept:
+            raise NasmercError(f"{self.where} = {dict(choice)!r}: expected {{mixed: {{candidate name: weight}}}}")
+        bad = [n for n in kept if n not in self.candidates]
+        if bad:
+            raise NasmercError(f"{self.where}: mixed candidates {bad} are not among {list(self.candidates)}")
+        for name, w in kept.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 < float(w) < float("inf"):
+                raise NasmercError(f"{self.where}: mixed weight of {name!r} = {w!r}: expected a positive number")
+        ordered = {n: float(kept[n]) for n in self.candidates if n in kept}
+        return next(iter(ordered)) if len(ordered) == 1 else {"mixed": ordered}
+
+    def encode(self, choice: Any) -> list[Any]:
+        """The candidate's index; a choice that keeps several candidates has no one-gene form."""
+        checked = self.check(choice)
+        if isinstance(checked, Mapping):
+            raise NasmercError(f"{self.where} = {dict(checked)!r} keeps several candidates, which a population "
+                               f"strategy cannot encode (one of {list(self.candidates)} per op choice); derive "
+                               "one (--set strategy.derive=argmax) or write one name")
+        return [self.candidates.index(checked)]
 
     def _routed(self, choice: Mapping[str, Any]) -> Any:
         names, width = choice.get("routed"), choice.get("width")
@@ -187,6 +226,16 @@ class OpSpec(_OneOf):
         real = [n for n in names if n != "zero"]
         return real[0] if real else names[0]
 
+    def derive_kept(self, weights: Sequence[float], threshold: float) -> Any:
+        """Every candidate of softmax weight ``>= threshold`` with that weight (``{mixed: ...}``), or
+        :meth:`derive`'s pick alone when none is (or when it is the only one). ``zero`` is not kept:
+        its term of eq. 5 is nothing, so keeping it would only shrink the others once renormalised."""
+        kept = {n: float(f"{float(w):.4g}") for n, w in zip(self.candidates, weights)
+                if float(w) >= threshold and n != "zero"}  # four digits: arch.yaml is read by people
+        if len(kept) < 2:
+            return next(iter(kept)) if kept else self.derive(weights)
+        return {"mixed": kept}
+
     def unresolved_hint(self) -> str:
         return "search it (--strategy darts, router, evolution, random or tpe)"
 
@@ -194,7 +243,10 @@ class OpSpec(_OneOf):
 @dataclass(frozen=True)
 class InputSpec(ChoiceSpec):
     """``n_chosen`` distinct inputs of ``n_candidates``; ``candidates`` may name the inputs for display,
-    the architecture keeps the indices, sorted."""
+    the architecture keeps the indices, sorted. A threshold derivation may keep more than
+    ``n_chosen`` (every input whose gate passes, RMNAS eq. 13 and fig. 4): such a choice is accepted
+    and built (the kept inputs reduced as the choice reduces them), but has no gene form
+    (:meth:`encode`)."""
 
     label: str
     candidates: tuple[str, ...] = ()
@@ -215,10 +267,10 @@ class InputSpec(ChoiceSpec):
 
     def check(self, choice: Any) -> Any:
         idx = [choice] if isinstance(choice, int) else list(choice) if isinstance(choice, (list, tuple)) else None
-        if (idx is None or len(idx) != self.n_chosen or len(set(idx)) != len(idx)
+        if (idx is None or len(idx) < self.n_chosen or len(set(idx)) != len(idx)
                 or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.n_candidates for i in idx)):
-            raise NasmercError(f"{self.where} = {choice!r}: expected {self.n_chosen} distinct input indices in "
-                               f"0..{self.n_candidates - 1}")
+            raise NasmercError(f"{self.where} = {choice!r}: expected at least {self.n_chosen} distinct input indices "
+                               f"in 0..{self.n_candidates - 1}")
         return sorted(idx)
 
     def first(self) -> Any:
@@ -228,7 +280,13 @@ class InputSpec(ChoiceSpec):
         return [Gene(self.label, "categorical", index, size=self.n_candidates) for _ in range(self.n_chosen)]
 
     def encode(self, choice: Any) -> list[Any]:
-        return [int(i) for i in self.check(choice)]
+        """The ``n_chosen`` indices; a choice that keeps more inputs has no gene form."""
+        idx = self.check(choice)
+        if len(idx) != self.n_chosen:
+            raise NasmercError(f"{self.where} = {idx!r} keeps {len(idx)} inputs, which a population strategy "
+                               f"cannot encode ({self.n_chosen} per input choice); derive {self.n_chosen} "
+                               "(--set strategy.derive=argmax) or write that many")
+        return [int(i) for i in idx]
 
     def decode(self, values: Sequence[Any]) -> Any:
         return self.check([int(i) for i in values])
@@ -250,6 +308,10 @@ class InputSpec(ChoiceSpec):
     def derive(self, weights: Sequence[float]) -> Any:
         """The ``n_chosen`` highest weights."""
         return sorted(_stable_order(weights)[: self.n_chosen])
+
+    def derive_kept(self, weights: Sequence[float], threshold: float) -> Any:
+        """Every input of weight ``>= threshold``, and at least the ``n_chosen`` highest."""
+        return sorted(set(self.derive(weights)) | {i for i, w in enumerate(weights) if float(w) >= threshold})
 
     def display(self, choice: Any) -> Any:
         if not self.candidates:

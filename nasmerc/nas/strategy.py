@@ -143,12 +143,15 @@ def require_fixed_values(space: SearchSpace, fixed: Mapping[str, Any]) -> None:
 
 
 def derive_from_weights(specs: Sequence[ChoiceSpec], weights: Mapping[str, Sequence[float]],
-                        fixed: Mapping[str, Any], inactive: Sequence[str], source: str) -> dict[str, Any]:
+                        fixed: Mapping[str, Any], inactive: Sequence[str], source: str,
+                        threshold: float | None = None) -> dict[str, Any]:
     """The discrete architecture of per-choice weights (DARTS' ``alpha``, the router's shares): each op
-    and input choice by :meth:`~nasmerc.nas.choices.ChoiceSpec.derive`, value / float choices from
-    ``fixed``, and ``inactive`` choices (asked, but not in the supernet: no effect on the model) their
-    first candidate. A choice without weights, or with as many weights as it has no candidates, is
-    refused naming ``source``."""
+    and input choice by :meth:`~nasmerc.nas.specs.ChoiceSpec.derive` (the argmax), or with
+    ``threshold`` by :meth:`~nasmerc.nas.specs.ChoiceSpec.derive_kept` (every candidate whose weight
+    reaches it, RMNAS fig. 4; the weights must then be softmax weights or gates, not logits), value /
+    float choices from ``fixed``, and ``inactive`` choices (asked, but not in the supernet: no effect
+    on the model) their first candidate. A choice without weights, or with as many weights as it has
+    no candidates, is refused naming ``source``."""
     arch: dict[str, Any] = {}
     for spec in specs:
         if not spec.in_supernet:
@@ -157,7 +160,7 @@ def derive_from_weights(specs: Sequence[ChoiceSpec], weights: Mapping[str, Seque
             w = list(weights[spec.label])
             if len(w) != spec.n_options:
                 raise NasmercError(f"{source}: choice {spec.label!r} has {len(w)} weights, expected {spec.n_options}")
-            arch[spec.label] = spec.derive(w)
+            arch[spec.label] = spec.derive(w) if threshold is None else spec.derive_kept(w, threshold)
         elif spec.label in inactive:
             arch[spec.label] = spec.first()
         else:
