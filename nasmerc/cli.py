@@ -363,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     p.add_argument("--device", default=None, help="auto (default: CUDA when available, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="train N candidates at a time in worker processes (population strategies; default 1)")
+                   help="train N candidates at a time in worker processes (population strategies; default 1; "
+                        "0: as many as the GPU's free memory holds, one on a CPU)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<time>-<space>-<strategy>)")
     p.add_argument("--no-dashboard", action="store_true", help="plain progress lines instead of the live view")
     p.add_argument("--nan-to-zero", action="store_true", help="zero NaN / inf features of a file instead of refusing it")

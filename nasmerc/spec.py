@@ -47,8 +47,8 @@ class RunSpec:
         get_protocol(self.protocol)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise NasmercError(f"seed={self.seed!r}: expected an integer in [0, 2**32)")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise NasmercError(f"--workers {self.workers!r}: expected an integer >= 1")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise NasmercError(f"--workers {self.workers!r}: expected an integer >= 1, or 0 for as many as fit")
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain YAML / JSON / ``torch.save`` values (``weights_only`` loadable)."""

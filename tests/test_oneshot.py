@@ -24,7 +24,7 @@ from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import read_events
 from nasmerc.nas.evaluator import CandidateRequest, Evaluator
-from nasmerc.nas.oneshot import ONESHOT_FINALISTS, OneShot, finalists_of, shared_values, supernet_epochs
+from nasmerc.nas.oneshot import ONESHOT_FINALISTS, OneShot, finalists_of, shared_values, supernet_epochs, train_supernet
 from nasmerc.outputs import count_parameters
 from nasmerc.train.trainer import Trainer
 from strategies.evolution import Evolution, EvolutionConfig
@@ -140,7 +140,7 @@ def _path_weights(supernet_state: dict, model: torch.nn.Module, arch: dict) -> d
 
 def test_inherited_scores_equal_a_manual_forward_with_the_same_weights(space: ToySpace, dataset) -> None:
     ev = evaluator(space, dataset)
-    oneshot = ev.train_supernet(2)
+    oneshot = train_supernet(ev, 2)
     state = {k: v.clone() for k, v in oneshot.supernet.state_dict().items()}
     archs = [{"width": 8, "op": op, "pick": pick, "p": p}
              for op, pick, p in (("small", [0, 1], 0.1), ("relu", [2, 3], 0.4), ("skip", [1, 3], 0.0),
@@ -155,6 +155,51 @@ def test_inherited_scores_equal_a_manual_forward_with_the_same_weights(space: To
         assert result.parameters == count_parameters(model)
     assert all(torch.equal(v, state[k]) for k, v in oneshot.supernet.state_dict().items())  # nothing trained
     assert len({round(r.metrics["loss"], 6) for r in results}) == len(archs)  # each path is its own model
+
+
+def test_merc_paths_on_the_supernet_are_the_discrete_models(dataset) -> None:
+    """The one-shot mechanics on ``merc`` (PCA encoders fitted on the supernet, CRF structures, the
+    early / late streams a supernet always computes, ``unimodal_weight`` as a shared value on a network
+    built on the meta device): for sampled paths, the supernet's loss, logits and gradients are those of
+    ``space.build(arch)`` holding the supernet's weights of that path, and every gradient lands on a
+    parameter the optimiser steps. (A merc supernet that learns slowly under uniform path sampling does
+    so because its candidates interfere, not because a path runs other weights than its model's.)"""
+    from nasmerc.nas.choices import OpChoice
+    from nasmerc.outputs import fit_data_modules
+    from search_spaces.merc import MercConfig, MercSpace
+
+    merc = MercSpace(dataset.signature, MercConfig(hidden_dim=16, pca_dim=4))
+    ev = Evaluator(merc, dataset, TRAIN, fixed={"speaker": "none", "missing_loss": "none"})
+    oneshot = OneShot(ev, 1)
+    supernet, sampler = oneshot.supernet, oneshot.sampler
+    assert oneshot.values == {"unimodal_weight": 0.0}
+    assert fit_data_modules(supernet, dataset.split("train")) == len(dataset.signature.modalities)  # one PCA encoder a modality
+    trainer = Trainer(supernet, dataset.signature, TRAIN)
+    stepped = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    prefixes = {name: m.label for name, m in supernet.net.named_modules() if isinstance(m, OpChoice)}
+    state = supernet.net.state_dict()
+    _, batch = next(iterate_batches(dataset.split("train"), dataset.signature, 4))
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        arch = {**sampler.sample(rng), "unimodal_weight": (0.0, 1.0)[i % 2]}
+        model = merc.build(arch)
+        weights = {}
+        for key in model.state_dict():
+            prefix = next((p for p in prefixes if key.startswith(p + ".")), None)
+            weights[key] = state[key if prefix is None else
+                                 f"{prefix}.candidates.{arch[prefixes[prefix]]}{key[len(prefix):]}"]
+        model.load_state_dict(weights)
+        supernet.use(arch)
+        supernet.eval(), model.eval()  # no dropout: the supernet's extra streams draw other masks
+        ours, _, out = trainer.loss(batch)
+        theirs, _, want = Trainer(model, dataset.signature, TRAIN).loss(batch)
+        assert torch.allclose(out.logits, want.logits, atol=1e-5), arch
+        assert ours.item() == pytest.approx(theirs.item(), abs=1e-5), arch  # the unimodal terms too
+        trainer.optimizer.zero_grad(set_to_none=True)
+        ours.backward()
+        grads = [p for p in supernet.parameters() if p.grad is not None]
+        assert grads and all(id(p) in stepped for p in grads)
+        assert sum(p.numel() for p in grads) <= count_parameters(model)  # only the path's weights
 
 
 def test_inherited_scores_need_a_supernet(space: ToySpace, dataset) -> None:

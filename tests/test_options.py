@@ -185,7 +185,7 @@ def test_an_out_that_holds_other_files_is_left_alone(tmp_path: Path, capsys) -> 
 
 
 def test_bad_workers_and_strategy_flags(tmp_path: Path, capsys) -> None:
-    refused(tmp_path, capsys, [*RMNAS, "--strategy", "random", "--workers", "0"], "--workers 0")
+    refused(tmp_path, capsys, [*RMNAS, "--strategy", "random", "--workers", "-2"], "--workers -2")
     refused(tmp_path, capsys, [*RMNAS, "--strategy", "random", "--trials", "0"], "trials=0")
     refused(tmp_path, capsys, [*RMNAS, "--strategy", "router", "--prune-below", "2"], "prune_below=2.0")
 

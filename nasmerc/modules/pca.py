@@ -54,9 +54,12 @@ class PCAEncoder(nn.Module):
             raise NasmercError(f"encoder 'pca' of {self.modality}: {x.shape[0]} training rows for {self.rank} "
                                "components (expected more rows than components; lower pca_dim)")
         centred = x - x.mean(axis=0)
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        scale = np.maximum(s[: self.rank] / math.sqrt(x.shape[0]), 1e-8)
-        p = vt[: self.rank].T / scale
+        values, vectors = np.linalg.eigh(centred.T @ centred / x.shape[0])  # ascending: the top r are last
+        top = np.argsort(values)[::-1][: self.rank]
+        scale = np.sqrt(np.maximum(values[top], 1e-16))
+        vectors = vectors[:, top]
+        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
+        p = vectors * np.where(signs == 0, 1.0, signs) / scale  # each direction's largest entry positive
         self.components.copy_(torch.as_tensor(p, dtype=self.components.dtype))
         self.fitted.fill_(True)
 

@@ -11,15 +11,18 @@ A strategy is handed one :class:`Evaluator` (``ctx.evaluator``) and asks it for 
   and get a :class:`CandidateResult` for each, in order. A request may start from given weights
   (``init``: HAEMSA's evolved weights) and ask for its trained weights back (``keep``); with
   ``epochs = 0`` the candidate is only scored;
-- :meth:`Evaluator.train_supernet`: train the space's supernet one uniformly sampled path per step
-  (single-path one-shot, ``nasmerc.nas.oneshot``); from then on a request with ``inherit`` is scored
+- :func:`nasmerc.nas.oneshot.train_supernet` trains the space's supernet one uniformly sampled path
+  per step (single-path one-shot) and hands it to the evaluator; from then on a request with ``inherit`` is scored
   with the supernet's weights on its path, in milliseconds, without training.
 
 The evaluator owns what must not differ between strategies: seeding (a model is built after
 ``torch.manual_seed`` of the run seed, or of the candidate's seed; the trainer seeds its own masks
 and batches), the device, and where the work runs. With ``workers = 1`` candidates train in this
 process; with ``workers > 1`` in a pool of spawned processes with the parent's torch thread count,
-so the same requests give the same results either way.
+so the same requests give the same results either way. ``workers = 0`` (``--workers 0``) chooses the
+count at the first generation: on CUDA as many as the free memory holds of the measured peak of one
+candidate's training step, each in its own process and CUDA stream; on a CPU one
+(``nasmerc.nas.device_share``).
 
 With a run folder it is also what makes a run resumable, without the strategy doing anything:
 
@@ -34,8 +37,8 @@ With a run folder it is also what makes a run resumable, without the strategy do
 
   A request with ``init`` is keyed by a digest of those weights too, and one with ``keep`` has its
   trained weights in ``weights/`` (written before its line), so an evolution of weights replays exactly;
-- :meth:`Evaluator.train_supernet` trains through :meth:`Evaluator.fit`, so the supernet's training
-  resumes from its checkpoint, and inherited scores come back from ``candidates.jsonl`` as well.
+- :func:`nasmerc.nas.oneshot.train_supernet` trains through :meth:`Evaluator.fit`, so the supernet's
+  training resumes from its checkpoint, and inherited scores come back from ``candidates.jsonl`` as well.
 
 Distributed workers and weight-sharing evaluation plug in here too: a strategy that asks through
 the evaluator gets them without change.
@@ -63,6 +66,7 @@ from nasmerc.data.conversation import Conversation, ConversationDataset
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.io import read_torch, write_torch
+from nasmerc.nas import device_share
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import count_parameters
 from nasmerc.train.checkpoint import Checkpoint
@@ -83,7 +87,7 @@ class CandidateRequest:
     ``init``: the weights the candidate starts from (a state dict of its model; default: the seeded
     initialisation); ``keep``: return the trained weights in :attr:`CandidateResult.state`;
     ``epochs = 0``: score without training. ``inherit``: score with the weights of the supernet
-    :meth:`Evaluator.train_supernet` trained (``epochs`` must be 0).
+    :func:`nasmerc.nas.oneshot.train_supernet` trained (``epochs`` must be 0).
     """
 
     arch: dict[str, Any]
@@ -248,8 +252,10 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _run_job(job: _Job) -> CandidateResult:
-    """:func:`_score` of one job: a top-level function, so a process pool can pickle it."""
-    return _score(job.space, job.dataset, job.train, job.request, job.device)
+    """:func:`_score` of one job in a worker process: a top-level function, so a process pool can pickle
+    it; on CUDA the candidate trains on a stream of its own (``nasmerc.nas.device_share``)."""
+    with device_share.own_stream(torch.device(job.device)):
+        return _score(job.space, job.dataset, job.train, job.request, job.device)
 
 
 def _init_worker(threads: int) -> None:
@@ -263,8 +269,8 @@ class Evaluator:
     def __init__(self, space: SearchSpace, dataset: ConversationDataset, train: TrainConfig, *,
                  device: torch.device | str = "cpu", seed: int = 0, events: Events | None = None,
                  run_dir: Path | None = None, fixed: Mapping[str, Any] | None = None, workers: int = 1) -> None:
-        if workers < 1:
-            raise NasmercError(f"--workers {workers}: expected an integer >= 1")
+        if workers < 0:
+            raise NasmercError(f"--workers {workers}: expected an integer >= 1, or 0 for as many as fit")
         self.space = space
         self.dataset = dataset
         self.train = train
@@ -274,13 +280,22 @@ class Evaluator:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.fixed = dict(fixed or {})
         self.workers = workers
+        if workers == 0 and self.device.type != "cuda":  # auto on a CPU: nothing to measure
+            self.workers = device_share.plan_workers(0, self.device).workers
         self.metric = metrics.primary_metric(dataset.signature.task)
         self.higher_is_better = metrics.HIGHER_IS_BETTER[self.metric]
         self._pool: Executor | None = None
         self._fits = 0
         self._cache: CandidateCache | None = None
         self.oneshot: Any = None
-        """The :class:`~nasmerc.nas.oneshot.OneShot` of :meth:`train_supernet`, once trained."""
+        """The :class:`~nasmerc.nas.oneshot.OneShot` given by :func:`nasmerc.nas.oneshot.train_supernet`, once
+        trained (anything with ``tag`` and ``score(request)``: this module does not import that one)."""
+
+    @property
+    def concurrency(self) -> int:
+        """How many candidates to ask for at a time: the workers, or with ``workers = 0`` not yet resolved
+        (:meth:`_plan`) the most that could run at once."""
+        return self.workers if self.workers >= 1 else device_share.MAX_WORKERS
 
     # -- models a strategy holds -----------------------------------------------------------------
     def supernet(self) -> nn.Module:
@@ -311,15 +326,6 @@ class Evaluator:
         return trainer.fit(self.dataset.split("train") if train is None else train, self.dataset.split("valid"),
                            hooks=hooks, on_best=on_best, checkpoint=checkpoint)
 
-    def train_supernet(self, epochs: int) -> Any:
-        """Train the space's supernet for ``epochs`` epochs, one uniformly sampled path per weight step
-        (``nasmerc.nas.oneshot``), and keep it for inherited scoring (requests with ``inherit``); returns
-        the :class:`~nasmerc.nas.oneshot.OneShot`."""
-        from nasmerc.nas.oneshot import OneShot  # it builds on this module
-
-        self.oneshot = OneShot(self, epochs).train()
-        return self.oneshot
-
     # -- candidates --------------------------------------------------------------------------------
     def score_all(self, requests: Sequence[CandidateRequest]) -> list[CandidateResult]:
         """Train and score every request; the results in the order of the requests (a request that
@@ -331,7 +337,8 @@ class Evaluator:
         tag = self.oneshot.tag if self.oneshot is not None else ""
         for i, request in enumerate(requests):
             if request.inherit and (self.oneshot is None or request.epochs != 0):
-                raise NasmercError("an inherited candidate needs a trained supernet (train_supernet) and epochs=0")
+                raise NasmercError("an inherited candidate needs a trained supernet "
+                                   "(nasmerc.nas.oneshot.train_supernet) and epochs=0")
             cached = cache.get(request, tag) if cache is not None else None
             if cached is not None:
                 results[i] = _replay(request, cached)
@@ -341,7 +348,9 @@ class Evaluator:
             results[i] = self.oneshot.score(requests[i])
             if cache is not None:
                 cache.put(requests[i], results[i], tag)
-        if self.workers == 1 or len(todo) < 2 or any(requests[i].stop is not None for i in todo):
+        if self.workers == 0 and len(todo) >= 2:
+            self._plan(requests[todo[0]].arch)
+        if self.workers <= 1 or len(todo) < 2 or any(requests[i].stop is not None for i in todo):
             done: Iterator[CandidateResult] = (_score(self.space, self.dataset, self.train, requests[i], self.device)
                                                for i in todo)
         else:
@@ -352,6 +361,14 @@ class Evaluator:
                 cache.put(requests[i], result)
             results[i] = result
         return [r for r in results if r is not None]
+
+    def _plan(self, arch: Mapping[str, Any]) -> None:
+        """Resolve ``workers = 0`` (auto) once, from the device's free memory and the measured peak of a
+        training step of ``arch`` (``nasmerc.nas.device_share``); a ``workers`` event says what and why."""
+        peak = device_share.candidate_bytes(self.space, self.dataset, self.train, arch, self.device)
+        plan = device_share.plan_workers(0, self.device, device_share.free_memory(self.device), peak)
+        self.workers = plan.workers
+        self.events.emit("workers", **plan.to_event())
 
     def _candidates(self) -> CandidateCache | None:
         if self._cache is None and self.run_dir is not None:

@@ -51,7 +51,7 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.nas.choices import ChoiceContext, InputChoice, OpChoice, choice_modules
 from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
-from nasmerc.nas.population import decode, genes, sample_genome
+from nasmerc.nas.genome import decode, genes, sample_genome
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.specs import ChoiceSpec, FloatSpec
 from nasmerc.outputs import count_parameters
@@ -248,7 +248,7 @@ class PathSampler(TrainHook):
 
 
 class OneShot:
-    """The trained supernet of one search and its inherited scoring (:meth:`Evaluator.train_supernet`)."""
+    """The trained supernet of one search and its inherited scoring (:func:`train_supernet`)."""
 
     def __init__(self, evaluator: Evaluator, epochs: int) -> None:
         checks.positive("strategy", oneshot_epochs=epochs)
@@ -309,3 +309,12 @@ class OneShot:
         return {"supernet_epochs": self.epochs, "supernet_best_epoch": self.best_epoch,
                 "supernet_value": self.best_value, "supernet_parameters": self.parameters,
                 "shared_values": sorted(self.values)}
+
+
+def train_supernet(evaluator: Evaluator, epochs: int) -> OneShot:
+    """Train ``evaluator``'s space's supernet for ``epochs`` epochs, one uniformly sampled path per weight
+    step, and give it to the evaluator for inherited scoring (requests with ``inherit``: it answers them
+    with :meth:`OneShot.score`); the trained :class:`OneShot`. The evaluator's :meth:`Evaluator.fit`
+    trains it, so its checkpoint makes it resumable."""
+    evaluator.oneshot = OneShot(evaluator, epochs).train()
+    return evaluator.oneshot

@@ -1,15 +1,7 @@
-"""What population strategies (random search, evolution, TPE) share: genomes, the trial loop, the log.
+"""What population strategies (random search, evolution, TPE) share: the trial loop and its log.
 
-As in PyGlove's regularized evolution, the algorithms see only an *encoded* architecture. A space's
-choice points (``SearchSpace.choices(fixed)``) are laid out as a flat list of genes
-(:func:`genes`):
-
-- an ``op`` or ``value`` choice is one categorical gene, the index of the chosen candidate;
-- an ``input`` choice with ``n_chosen = k`` is ``k`` categorical genes, ``k`` *distinct* input indices
-  (their order carries no meaning; :func:`decode` sorts them);
-- a ``float`` choice is one real gene in ``[low, high]``.
-
-Labels in ``fixed`` (``--fix``) are not genes: :func:`decode` copies them into every architecture.
+The algorithms see only an *encoded* architecture, a genome (``nasmerc.nas.genome``: :func:`genes`,
+:func:`encode`, :func:`decode`, :func:`sample_genome`, re-exported here).
 
 Each algorithm is a :class:`Proposer` (ask / tell, as Optuna's ``Study``) inside the one trial loop
 :func:`run_trials`, which has the :class:`~nasmerc.nas.evaluator.Evaluator` train the proposals and
@@ -30,82 +22,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from nasmerc import metrics
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
-from nasmerc.nas.specs import ChoiceSpec, Gene, UnresolvedChoice
+from nasmerc.nas import oneshot
+from nasmerc.nas.genome import Genome, decode, encode, genes, sample_arch, sample_genome, searched
+from nasmerc.nas.specs import ChoiceSpec, UnresolvedChoice
 from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 from nasmerc.outputs import count_parameters
 
-Genome = list
-"""A genome is a plain list of genes (ints for categorical genes, floats for float genes); DEAP's
-individuals are list subclasses, so they are genomes too."""
-
-
-def searched(specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any] | None = None) -> list[ChoiceSpec]:
-    """The specs that are genes: every spec whose label is not in ``fixed``."""
-    fixed = fixed or {}
-    return [s for s in specs if s.label not in fixed]
-
-
-def genes(specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any] | None = None) -> list[Gene]:
-    """The gene layout of ``specs`` (see the module docstring)."""
-    return [gene for i, spec in enumerate(searched(specs, fixed)) for gene in spec.genes(i)]
-
-
-def encode(arch: Mapping[str, Any], specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any] | None = None) -> Genome:
-    """The genome of ``arch`` (its ``fixed`` labels left out)."""
-    genome: Genome = []
-    for spec in searched(specs, fixed):
-        if spec.label not in arch:
-            raise NasmercError(f"architecture: choice {spec.label!r} is missing")
-        genome.extend(spec.encode(arch[spec.label]))
-    return genome
-
-
-def decode(genome: Sequence[Any], specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The architecture of ``genome``: every label of ``specs``, ``fixed`` ones copied from ``fixed``."""
-    fixed = fixed or {}
-    layout = genes(specs, fixed)
-    if len(genome) != len(layout):
-        raise NasmercError(f"genome of {len(genome)} genes for a space of {len(layout)} genes")
-    arch: dict[str, Any] = {}
-    pos = 0
-    for i, spec in enumerate(specs):
-        if spec.label in fixed:
-            arch[spec.label] = spec.check(fixed[spec.label])
-            continue
-        n = len(spec.genes(0))
-        arch[spec.label] = spec.decode(genome[pos: pos + n])
-        pos += n
-    return arch
-
-
-def sample_genome(layout: Sequence[Gene], rng: np.random.Generator) -> Genome:
-    """A uniformly random genome: categories uniform, distinct per input choice; floats uniform."""
-    genome: Genome = []
-    for i, gene in enumerate(layout):
-        if gene.kind == "float":
-            genome.append(float(rng.uniform(gene.low, gene.high)))
-        else:
-            taken = {genome[j] for j in range(i) if layout[j].spec == gene.spec}
-            free = [c for c in range(gene.size) if c not in taken]
-            genome.append(int(free[int(rng.integers(len(free)))]))
-    return genome
-
-
-def sample_arch(specs: Sequence[ChoiceSpec], rng: np.random.Generator,
-                fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A uniformly random architecture of ``specs`` (``fixed`` labels as given)."""
-    return decode(sample_genome(genes(specs, fixed), rng), specs, fixed)
-
-
-# -- proposers and the one trial loop ---------------------------------------------------------------
 @dataclass
 class Proposal:
     """One candidate a proposer asks to have evaluated: ``arch``, the fields its ``trial`` event and log
@@ -177,7 +106,7 @@ def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int, inherit: b
     log = TrialLog(evaluator.metric, evaluator.events)
     try:
         while not proposer.done():
-            proposals = proposer.ask(evaluator.workers)
+            proposals = proposer.ask(evaluator.concurrency)
             first = len(log.trials)
             requests = [CandidateRequest(p.arch, epochs if p.epochs is None else p.epochs,
                                          evaluator.seed + (first + k if p.index is None else p.index), p.stop,
@@ -282,16 +211,12 @@ class PopulationStrategy(Strategy):
 
     def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         """With one-shot evaluation, every value / float choice left to search must share weights."""
-        from nasmerc.nas import oneshot  # it builds on this module
-
         if self.oneshot:
             oneshot.shared_values(space, fixed)
 
     def search(self, ctx: SearchContext) -> SearchResult:
-        from nasmerc.nas import oneshot  # it builds on this module
-
         if self.oneshot:
-            trained = ctx.evaluator.train_supernet(oneshot.supernet_epochs(self.config, ctx.train))
+            trained = oneshot.train_supernet(ctx.evaluator, oneshot.supernet_epochs(self.config, ctx.train))
             result = run_trials(self.proposer(ctx), ctx.evaluator, 0, inherit=True)
             result = dataclasses.replace(result, supernet_parameters=trained.parameters,
                                          extra={**result.extra, "oneshot": trained.summary()})
