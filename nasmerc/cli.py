@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("bench", help="run a grid of searches over seeds; mean, spread and 95 % intervals against "
+    p = sub.add_parser("bench", help="run a grid of searches over seeds; mean, spread and 95 %% intervals against "
                                      "baselines and equal-budget random search")
     p.add_argument("grid", nargs="?", default=None, metavar="GRID.yaml", help="a grid file (see nasmerc.bench.Grid)")
     p.add_argument("--cell", action="append", default=[], metavar="SPACE/STRATEGY", help="a cell (repeatable)")

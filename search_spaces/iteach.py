@@ -78,7 +78,7 @@ from nasmerc.modules.mixers import EXTRA_MIXERS
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
-from nasmerc.train.losses import task_loss
+from nasmerc.train.losses import masked_mean, task_loss
 
 __all__ = ["ITEACHConfig", "ITEACHSpace", "ITEACHNetwork", "distance_loss", "iteach_default", "iteach_paper",
            "iteach_recurrent"]
@@ -160,14 +160,11 @@ def distance_loss(student: list[Tensor], teacher: list[Tensor], mask: Tensor, we
     without selecting rows (padding zeroed, the sum divided by the count of real rows), so a training
     step reads nothing back from the device; padding rows add nothing to the value or the gradient.
     """
-    real = mask.bool()
-    count = real.sum().clamp(min=1).float()
-    zero = torch.zeros((), dtype=torch.float32, device=mask.device)
-    total = zero
+    total = torch.zeros((), dtype=torch.float32, device=mask.device)
     for k, weight in enumerate(weights):  # k = 0 is H_1, the last layer
         diff = student[-1 - k].float() - teacher[-1 - k].detach().float()  # [B, N, hidden]
         per_row = diff.pow(2).sum(-1) if norm == "sum" else diff.pow(2).mean(-1)
-        total = total + weight * torch.where(real, per_row, zero).sum() / count
+        total = total + weight * masked_mean(per_row, mask)
     return total
 
 

@@ -1,6 +1,10 @@
-"""Shared fixtures: tiny synthetic datasets that build in milliseconds."""
+"""Shared fixtures: tiny synthetic datasets that build in milliseconds, and the benchmarks the tests run."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -66,3 +70,12 @@ def utterance_batch(sig: DataSignature, rate: float = 0.0, lengths: tuple[int, .
 
     batch = collate(random_conversations(sig, list(lengths)), sig)
     return mask_batch(batch, rate, np.random.default_rng(1), True) if rate > 0 else batch
+
+
+def benchmark_module(name: str, alias: str) -> ModuleType:
+    """``benchmarks/<name>.py`` loaded as a fresh module called ``alias`` (each test file its own copy,
+    so one file's changes to its tables do not reach another's)."""
+    spec = importlib.util.spec_from_file_location(alias, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -57,3 +57,13 @@ def test_console_entry_point_has_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "nasmerc.cli", "data", "nosuch"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("nasmerc: error: unknown dataset 'nosuch'") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["data"], ["list"], ["search"], ["export"], ["retrain"], ["evaluate"],
+                                     ["bench"], ["reproduce"], ["dashboard"], ["study"]])
+def test_every_help_prints(command, capsys):
+    """Each command's ``--help`` prints its usage and exits 0 (a bare ``%`` in a help text would raise)."""
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--help"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: nasmerc")

@@ -24,7 +24,6 @@ from torch import nn
 from conftest import TINY
 from nasmerc.cli import main
 from nasmerc.data.batch import collate
-from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.nas import population
@@ -36,22 +35,12 @@ from nasmerc.runs import ArchFile
 from nasmerc.train.trainer import TrainConfig, Trainer
 from search_spaces.rmnas import RMNASSpace
 from strategies import darts as darts_module
+from test_darts import SPACE, dataset, space  # noqa: F401 (the tiny RMNAS fixtures)
 from strategies.darts import ALPHA_FILE, ArchWeights, Darts, DartsConfig, derive, option_weights
 
-SPACE = {"hidden_dim": 16, "n_blocks": 1, "fusion_dim": 16, "n_heads": 2, "n_cells": 1}
 TRAIN = TrainConfig(epochs=1, batch_size=2, valid_rates=(0.0,))
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return load("iemocap6", TINY)
-
-
-@pytest.fixture
-def space(dataset) -> RMNASSpace:
-    return RMNASSpace.from_preset(dataset.signature, "default", SPACE)
 
 
 def logits(probs: list[float]) -> torch.Tensor:

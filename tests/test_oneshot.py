@@ -7,7 +7,6 @@ not. End-to-end searches run the command line on tiny ``rmnas`` and ``merc`` spa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,10 +16,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY
+from conftest import benchmark_module
 from nasmerc.cli import main
 from nasmerc.data.batch import iterate_batches
-from nasmerc.data.synthetic import load
 from nasmerc.errors import NasmercError
 from nasmerc.events import read_events
 from nasmerc.nas.evaluator import CandidateRequest, Evaluator
@@ -30,29 +28,16 @@ from nasmerc.train.trainer import Trainer
 from strategies.evolution import Evolution, EvolutionConfig
 from strategies.random import RandomConfig, RandomSearch
 from strategies.tpe import TPE, TPEConfig
-from test_population import TRAIN, ToySpace, context
+from test_population import TRAIN, ToySpace, context, dataset, space  # noqa: F401 (the shared fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("kill_resume_oneshot", ROOT / "benchmarks" / "kill_resume.py")
-kill_resume = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kill_resume)
+kill_resume = benchmark_module("kill_resume", "kill_resume_oneshot")
 
 FIXED = {"width": 8}
 ONESHOT = ["--set", "strategy.evaluation=oneshot", "--set", "strategy.oneshot_epochs=2",
            "--set", "strategy.finalists=1", "--epochs", "1"]
 MERC = ["--space", "merc", "--set", "hidden_dim=16", "--fix", "speaker=none", "--fix", "missing_loss=none"]
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return load("iemocap6", TINY)
-
-
-@pytest.fixture(scope="module")
-def space(dataset) -> ToySpace:
-    return ToySpace(dataset.signature)
 
 
 def evaluator(space: ToySpace, dataset, run_dir: Path | None = None, seed: int = 0) -> Evaluator:

@@ -7,7 +7,6 @@ moments); here each strategy is killed once, in the middle of its event log.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import stat
@@ -19,14 +18,12 @@ import pytest
 import torch
 import yaml
 
+from conftest import benchmark_module
 from nasmerc.cli import main
 from nasmerc.dashboard import follow
 from nasmerc.events import read_events
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("kill_resume", ROOT / "benchmarks" / "kill_resume.py")
-kill_resume = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kill_resume)
+kill_resume = benchmark_module("kill_resume", "kill_resume")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,7 +5,6 @@ tensors, the fitness against eq. 8, offspring starting from their parents' weigh
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,34 +12,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY
+from conftest import benchmark_module
 from nasmerc.cli import main
 from nasmerc.data.batch import iterate_batches
-from nasmerc.data.synthetic import load
 from nasmerc.nas.evaluator import CANDIDATES_FILE, CandidateCache, CandidateRequest, CandidateResult
 from nasmerc.nas.population import blend_weights, inherit_weights, perturb_weights
 from nasmerc.train.losses import select_real
 from strategies.evolution import Evolution, EvolutionConfig, EvolutionProposer, individual_class
-from test_population import ToySpace, context
+from test_population import ToySpace, context, dataset, space  # noqa: F401 (the shared fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("kill_resume_weights", ROOT / "benchmarks" / "kill_resume.py")
-kill_resume = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kill_resume)
+kill_resume = benchmark_module("kill_resume", "kill_resume_weights")
 
 FIXED = {"width": 8}
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return load("iemocap6", TINY)
-
-
-@pytest.fixture(scope="module")
-def space(dataset) -> ToySpace:
-    return ToySpace(dataset.signature)
 
 
 # -- the operators -------------------------------------------------------------------------------------

@@ -27,8 +27,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-
 SCALE = 10.0
 """The potentials are ``SCALE * theta`` with ``theta`` the parameters: a learning-rate multiplier (Caffe's
 ``lr_mult``) of 10 under Adam, whose steps do not depend on the gradient's scale. Log-potentials of
@@ -36,9 +34,22 @@ emotion transitions are of order 1-5 and at the default learning rate (1e-3) wou
 steps to get there; the network's weights keep the trainer's rate."""
 
 
-def _masked_step(new: Tensor, old: Tensor, keep: Tensor) -> Tensor:
-    """``new`` where the row is real (``keep [B]``), else ``old`` (padding carries the message on)."""
-    return torch.where(keep.unsqueeze(-1), new, old)
+def forward_backward(emissions: Tensor, transitions: Tensor, start: Tensor, mask: Tensor) -> Tensor:
+    """``log alpha_t(s) + log beta_t(s)`` of a chain over ``S`` states, ``[B, L, S]``: ``emissions`` ``[B, L, S]``,
+    ``transitions`` ``[B, L, S, S]`` (the log-potential of the step into row ``t``, from, to; row 0's is not
+    read), ``start`` ``[S]`` (row 0's prior). On padding rows (``mask`` false) the forward message is
+    carried on unchanged and the backward one is zero, so a row's sum over states is ``log Z``."""
+    b, length, states = emissions.shape
+    alphas = [start + emissions[:, 0]]
+    for t in range(1, length):
+        step = torch.logsumexp(alphas[-1].unsqueeze(-1) + transitions[:, t], dim=1) + emissions[:, t]
+        alphas.append(torch.where(mask[:, t].unsqueeze(-1), step, alphas[-1]))
+    betas = [torch.zeros(b, states, device=emissions.device)]
+    for t in range(length - 2, -1, -1):
+        nxt = transitions[:, t + 1] + (emissions[:, t + 1] + betas[0]).unsqueeze(1)  # [B, from, to]
+        step = torch.logsumexp(nxt, dim=2)
+        betas.insert(0, torch.where(mask[:, t + 1].unsqueeze(-1), step, torch.zeros_like(step)))
+    return torch.stack(alphas, 1) + torch.stack(betas, 1)
 
 
 class ChainCRF(nn.Module):
@@ -60,21 +71,11 @@ class ChainCRF(nn.Module):
 
     def forward(self, emissions: Tensor, mask: Tensor, speakers: Tensor) -> Tensor:
         e = emissions.float()
-        b, length, k = e.shape
+        b, length, _ = e.shape
         changed = torch.zeros(b, length, dtype=torch.long, device=e.device)
         if length > 1:
             changed[:, 1:] = (speakers[:, 1:] != speakers[:, :-1]).long()
-        trans = self.transitions[changed]  # [B, L, K, K]: the step into row t
-        alphas = [self.start + e[:, 0]]
-        for t in range(1, length):
-            step = torch.logsumexp(alphas[-1].unsqueeze(-1) + trans[:, t], dim=1) + e[:, t]
-            alphas.append(_masked_step(step, alphas[-1], mask[:, t]))
-        betas = [torch.zeros(b, k, device=e.device)]
-        for t in range(length - 2, -1, -1):
-            nxt = trans[:, t + 1] + (e[:, t + 1] + betas[0]).unsqueeze(1)  # [B, from, to]
-            step = torch.logsumexp(nxt, dim=2)
-            betas.insert(0, torch.where(mask[:, t + 1].unsqueeze(-1), step, torch.zeros_like(step)))
-        joint = torch.stack(alphas, 1) + torch.stack(betas, 1)
+        joint = forward_backward(e, self.transitions[changed], self.start, mask)  # [B, L, K]
         out = joint - torch.logsumexp(joint, dim=-1, keepdim=True)
         return out * mask.unsqueeze(-1)
 
@@ -125,16 +126,8 @@ class PartyCRF(nn.Module):
         em = self._emission(e, speakers)
         party = speakers.clamp(0, 1)
         # the first turn: the start distribution over both emotions, then the speaker's emission
-        alphas = [torch.log_softmax(self.start.reshape(-1), 0) + em[:, 0]]
-        for t in range(1, length):
-            step = torch.logsumexp(alphas[-1].unsqueeze(-1) + trans[party[:, t]], dim=1) + em[:, t]
-            alphas.append(_masked_step(step, alphas[-1], mask[:, t]))
-        betas = [torch.zeros(b, k * k, device=e.device)]
-        for t in range(length - 2, -1, -1):
-            nxt = trans[party[:, t + 1]] + (em[:, t + 1] + betas[0]).unsqueeze(1)
-            step = torch.logsumexp(nxt, dim=2)
-            betas.insert(0, torch.where(mask[:, t + 1].unsqueeze(-1), step, torch.zeros_like(step)))
-        joint = (torch.stack(alphas, 1) + torch.stack(betas, 1)).reshape(b, length, k, k)
+        start = torch.log_softmax(self.start.reshape(-1), 0)
+        joint = forward_backward(em, trans[party], start, mask).reshape(b, length, k, k)
         # the marginal of the speaker's emotion: sum out the listener's
         speaker0 = torch.logsumexp(joint, dim=3)
         speaker1 = torch.logsumexp(joint, dim=2)

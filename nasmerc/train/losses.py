@@ -69,8 +69,7 @@ def masked_task_loss(logits: torch.Tensor, batch: Batch, task: str) -> torch.Ten
     else:
         scores = torch.where(real, logits.reshape(real.shape), zero)
         per_row = (scores.float() - batch.labels.float()).abs().reshape(-1)
-    per_row = torch.where(real.reshape(-1), per_row, torch.zeros_like(per_row))
-    return per_row.sum() / real.sum().clamp(min=1).to(per_row.dtype)
+    return masked_mean(per_row.reshape(real.shape), real)
 
 
 def masked_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
