@@ -36,6 +36,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def lr_scale(model: nn.Module) -> float:
+    """The multiple of ``train.lr`` that ``model`` trains with: its ``lr_scale`` attribute (a searched
+    training choice, as ``merc``'s ``lr_scale``), 1 for a model without one. The trainer's optimiser
+    steps at ``train.lr * lr_scale(model)``; the architecture holds the choice, so the run record does."""
+    scale = getattr(model, "lr_scale", 1.0)
+    return float(scale) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else 1.0
+
+
 def fit_data_modules(model: nn.Module, conversations: Sequence[Any]) -> int:
     """Fit every submodule of ``model`` that is fitted to the training data before training (a
     ``fit_data(conversations)`` method and a false boolean ``fitted`` buffer, as

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = MercConfig(hidden_dim=8, n_heads=2, graph_heads=2, hub_tokens=2, dropout=0.0)
 MODS = ("text", "audio", "visual")
-VALUES = {"speaker": "relations", "missing_loss": "distill", "unimodal_weight": 0.3}
+VALUES = {"speaker": "relations", "missing_loss": "distill", "unimodal_weight": 0.3, "lr_scale": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +70,10 @@ def test_registered_with_the_expected_choices(dataset) -> None:
     specs = space.choices()
     per_modality = [f"{m}.{what}" for m in MODS for what in ("missing", "encoder")]
     assert [s.label for s in specs] == per_modality + ["speaker", "position", "fusion", "context", "missing_loss",
-                                                       "unimodal_weight", "structure"]
+                                                       "unimodal_weight", "structure", "lr_scale"]
     kinds = {s.label: s.kind for s in specs}
     assert {label for label, kind in kinds.items() if kind == "value"} == {"speaker", "missing_loss",
-                                                                          "unimodal_weight"}
+                                                                          "unimodal_weight", "lr_scale"}
     candidates = {s.label: s.candidates for s in specs}
     assert candidates["text.missing"] == ("zeros", "mask_token")
     assert candidates["text.encoder"] == ("projection", "linear", "bigru", "transformer", "pca")
@@ -84,6 +84,7 @@ def test_registered_with_the_expected_choices(dataset) -> None:
     assert candidates["structure"] == ("none", "crf", "party_crf")  # a dyad: the party CRF applies
     assert candidates["missing_loss"] == ("none", "reconstruction", "distill")
     assert candidates["unimodal_weight"] == (0.0, 0.1, 0.3, 1.0)
+    assert candidates["lr_scale"] == (1.0, 3.0)
     assert space.inactive(VALUES) == []
 
 
@@ -332,3 +333,20 @@ def test_evolution_starts_from_the_named_architectures(dataset, tmp_path) -> Non
             assert trials[:2] == expected and len(trials) == 3
         else:
             assert not any(t == a for t in trials for a in named.values())
+
+
+def test_lr_scale_sets_the_rate_the_point_trains_at(dataset) -> None:
+    """``lr_scale`` changes no weight and multiplies the optimiser's rate; a model without one trains at
+    ``train.lr``; a named architecture trains at it."""
+    from nasmerc.train.trainer import TrainConfig, Trainer
+
+    space = MercSpace(dataset.signature, SMALL)
+    train = TrainConfig(epochs=1, lr=2e-3)
+    slow, fast = (space.build({**NAMED["early_fusion"], "lr_scale": s}) for s in (1.0, 3.0))
+    assert [k for k, _ in slow.named_parameters()] == [k for k, _ in fast.named_parameters()]
+    rates = [Trainer(m, dataset.signature, train).optimizer.param_groups[0]["lr"] for m in (slow, fast)]
+    assert rates == [pytest.approx(2e-3), pytest.approx(6e-3)]
+    plain = EarlyFusionModel(dataset.signature, RecurrentConfig(hidden_dim=8, rnn_dim=4))
+    assert Trainer(plain, dataset.signature, train).optimizer.param_groups[0]["lr"] == pytest.approx(2e-3)
+    with pytest.raises(NasmercError, match="lr_scales"):
+        MercSpace(dataset.signature, replace(SMALL, lr_scales=(1.0, 0.0)))

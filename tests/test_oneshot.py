@@ -157,7 +157,7 @@ def test_merc_paths_on_the_supernet_are_the_discrete_models(dataset) -> None:
     ev = Evaluator(merc, dataset, TRAIN, fixed={"speaker": "none", "missing_loss": "none"})
     oneshot = OneShot(ev, 1)
     supernet, sampler = oneshot.supernet, oneshot.sampler
-    assert oneshot.values == {"unimodal_weight": 0.0}
+    assert oneshot.values == {"unimodal_weight": 0.0, "lr_scale": 1.0}
     assert fit_data_modules(supernet, dataset.split("train")) == len(dataset.signature.modalities)  # one PCA encoder a modality
     trainer = Trainer(supernet, dataset.signature, TRAIN)
     stepped = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
@@ -243,7 +243,7 @@ def test_a_oneshot_search_runs_end_to_end_and_its_architecture_retrains(strategy
     assert all(t["inherited"] and t["parameters"] > 0 for t in summary["trials"])
     assert summary["arch"] == summary["finalists"][0]["arch"]
     if strategy == "evolution":
-        assert summary["oneshot"]["shared_values"] == ["unimodal_weight"]  # merc's shared value choice
+        assert summary["oneshot"]["shared_values"] == ["lr_scale", "unimodal_weight"]  # merc's shared value choices
     events = read_events(out / "events.jsonl")
     assert [e["type"] for e in events].count("supernet") == 1
     arch = yaml.safe_load((out / "arch.yaml").read_text())

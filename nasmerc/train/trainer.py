@@ -41,7 +41,7 @@ from nasmerc.data.missing import (fixed_masks, make_schedule, mask_batch, mask_b
 from nasmerc.data.resident import ResidentCache
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
-from nasmerc.outputs import ModelOutput, fit_data_modules
+from nasmerc.outputs import ModelOutput, fit_data_modules, lr_scale
 from nasmerc.train import distributed
 from nasmerc.train.checkpoint import Checkpoint, random_states, restore_random_states
 from nasmerc.train.losses import flat_rows, task_loss
@@ -198,7 +198,7 @@ class Trainer:
         self.model.to(self.device)
         params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = optimizer(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = optimizer(params, lr=config.lr * lr_scale(model), weight_decay=config.weight_decay)
         self.world = distributed.current()
         # under torchrun the batch order stays the run seed's on every rank and the masks are the rank's own
         self.mask_rng = np.random.default_rng([seed, self.world.rank]) if self.world.distributed else self.rng
