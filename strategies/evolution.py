@@ -101,8 +101,8 @@ from nasmerc.nas import storage
 from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.oneshot import check_evaluation
-from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, decode, encode, genes,
-                                    inherit_weights, perturb_weights, sample_genome, search_result)
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps, decode,
+                                    encode, genes, inherit_weights, perturb_weights, sample_genome, search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.study import StudyProposer, individuals, is_individual, slot_records, slot_states
@@ -135,6 +135,8 @@ class EvolutionConfig:
     weight_epochs: int | None = None
     fitness: str = "auto"
     """``metric`` (validation metric), ``loss`` (HAEMSA eq. 8) or ``auto`` (``loss`` with ``weights=evolve``)."""
+    local_steps: int = 0
+    """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
 
     def __post_init__(self) -> None:
         where = "strategy 'evolution'"
@@ -145,6 +147,7 @@ class EvolutionConfig:
         checks.non_negative(where, mut_sigma=self.mut_sigma, weight_sigma=self.weight_sigma)
         storage.check_storage_value(where, self.storage, self.study, self.heartbeat)
         check_evaluation(where, self.evaluation, self.oneshot_epochs, self.finalists, self.study)
+        check_local_steps(where, self.local_steps, self.study)
         checks.one_of(where, "weights", self.weights, WEIGHTS)
         checks.one_of(where, "fitness", self.fitness, FITNESSES)
         if self.weight_epochs is not None:
@@ -152,6 +155,10 @@ class EvolutionConfig:
         if self.weights == "evolve" and self.evaluation == "oneshot":
             raise NasmercError(f"{where}: weights='evolve' with evaluation='oneshot': an individual's own weights "
                                "and a supernet's shared ones exclude each other; choose one")
+        if self.local_steps and (self.weights == "evolve" or self.fitness_kind == "loss"):
+            raise NasmercError(f"{where}: local_steps={self.local_steps} with weights={self.weights!r}, fitness="
+                               f"{self.fitness!r}: a local search trains architectures from scratch on the metric; "
+                               "use weights='scratch', fitness='metric'")
         if self.storage and (self.weights == "evolve" or self.fitness_kind == "loss"):
             raise NasmercError(f"{where}: storage={storage.masked(self.storage)!r} with weights={self.weights!r}, "
                                f"fitness={self.fitness!r}: a study keeps the metric, not weights or losses; drop "

@@ -31,7 +31,7 @@ from nasmerc import checks
 from nasmerc.config import plain
 from nasmerc.nas import storage
 from nasmerc.nas.oneshot import check_evaluation
-from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, sample_arch
+from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, check_local_steps, sample_arch
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext
 from nasmerc.study import StudyProposer
@@ -50,9 +50,12 @@ class RandomConfig:
     """``scratch`` or ``oneshot`` (``nasmerc.nas.oneshot``)."""
     oneshot_epochs: int = 0
     """The supernet's epochs with ``evaluation=oneshot`` (0: ``train.epochs``)."""
+    local_steps: int = 0
+    """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'random'", trials=self.trials, candidate_epochs=self.candidate_epochs)
+        check_local_steps("strategy 'random'", self.local_steps, self.study)
         storage.check_storage_value("strategy 'random'", self.storage, self.study, self.heartbeat)
         check_evaluation("strategy 'random'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
 

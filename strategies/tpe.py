@@ -20,11 +20,13 @@ studies only: Optuna does not support ``report`` / ``should_prune`` in multi-obj
 there every candidate trains all its epochs and ``pruner`` is ignored.
 
 ``objectives``: ``("metric",)`` (default) is a single-objective study (direction from the metric) with
-the TPE sampler; ``("metric", "params")`` is a two-objective study (the metric's direction, and the
-parameter count minimised) with Optuna's ``NSGAIISampler``. Then the result is the member of the Pareto
-front (``study.best_trials``) with the best metric (fewest parameters on a tie), and the front (for
-each member: its trial, arch, metric value and parameter count) is written to ``pareto.json`` in the
-run folder and summarised in the result's ``extra["pareto"]``.
+the TPE sampler, which Optuna 5 makes multivariate for one objective (one joint Parzen estimator over
+every choice, so choices that pay only together are seen together; BOHB's kernel density);
+``("metric", "params")`` is a two-objective study (the metric's direction, and the parameter count
+minimised) with Optuna's ``NSGAIISampler``. Then the result is the member of the Pareto front
+(``study.best_trials``) with the best metric (fewest parameters on a tie), and the front (for each
+member: its trial, arch, metric value and parameter count) is written to ``pareto.json`` in the run
+folder and summarised in the result's ``extra["pareto"]``.
 
 ``storage``: empty (default) keeps the study in ``optuna.db`` (SQLite) in the run folder, so its trials
 can be inspected with Optuna's own tools (``optuna-dashboard sqlite:///runs/<run>/optuna.db``);
@@ -77,7 +79,8 @@ from nasmerc.nas.oneshot import check_evaluation
 from nasmerc.nas.storage import MASK, PASSWORD_VARIABLE, hide, masked, unmasked  # noqa: F401 (this module's API)
 from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.evaluator import CandidateResult
-from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, TrialLog, search_result
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps,
+                                    search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.study import StudyProposer
@@ -129,12 +132,18 @@ class TPEConfig:
     """``scratch`` or ``oneshot`` (``nasmerc.nas.oneshot``)."""
     oneshot_epochs: int = 0
     """The supernet's epochs with ``evaluation=oneshot`` (0: ``train.epochs``)."""
+    local_steps: int = 0
+    """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'tpe'", trials=self.trials, candidate_epochs=self.candidate_epochs,
                         startup_trials=self.startup_trials)
+        check_local_steps("strategy 'tpe'", self.local_steps, self.study)
         check_evaluation("strategy 'tpe'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_objectives(self.objectives)
+        if self.local_steps and self.multi:
+            raise NasmercError(f"strategy 'tpe': local_steps={self.local_steps} with objectives="
+                               f"{','.join(self.objectives)}: a local search climbs one metric (objectives=metric)")
         if self.pruner not in PRUNERS:
             raise NasmercError(f"strategy 'tpe': pruner={self.pruner!r}: expected one of {', '.join(PRUNERS)}")
         storage.check_storage_value("strategy 'tpe'", self.storage, self.study, self.heartbeat)

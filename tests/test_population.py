@@ -25,7 +25,8 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.evaluator import CandidateRequest, Evaluator
-from nasmerc.nas.population import TrialLog, decode, encode, genes, sample_arch, sample_genome, search_result
+from nasmerc.nas.population import (TrialLog, decode, encode, genes, neighbours, sample_arch, sample_genome,
+                                    search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
@@ -242,6 +243,77 @@ def test_tpe_writes_its_study(space: ToySpace, dataset, tmp_path: Path) -> None:
     assert len(done) == 4 and study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert study.best_value == result.best_value
     assert set(study.best_params) == {"width", "op", "pick#0", "pick#1", "p"}
+
+
+def test_tpe_samples_the_choices_jointly(space: ToySpace, dataset, tmp_path: Path) -> None:
+    """One objective: Optuna's TPE is multivariate (one joint density over every choice), as the module
+    docstring says; its trials carry the jointly sampled (relative) parameters."""
+    import optuna
+
+    from strategies.tpe import make_sampler
+
+    study = optuna.create_study(sampler=make_sampler(TPEConfig(), 0))
+    assert study.sampler._is_multivariate(study)
+    run("tpe", space, dataset, tmp_path, strategy=TPE(TPEConfig(trials=5, candidate_epochs=1, startup_trials=2)))
+    db = optuna.load_study(study_name="nasmerc", storage=f"sqlite:///{tmp_path / STUDY_FILE}")
+    assert any(key.startswith("tpe:relative_params") for t in db.trials[2:] for key in t.system_attrs)
+
+
+def test_neighbours_change_one_categorical_gene(space: ToySpace) -> None:
+    specs = space.choices()
+    genome = encode({"width": 8, "op": "relu", "pick": [1, 3], "p": 0.125}, specs)
+    around = neighbours(genome, genes(specs))
+    # width: 1 other value; op: 2 others; each pick gene: the 2 inputs the choice does not hold; p kept
+    assert len(around) == 7
+    assert all(sum(a != b for a, b in zip(g, genome)) == 1 and g[-1] == 0.125 for g in around)
+    picks = [decode(g, specs)["pick"] for g in around[3:]]
+    assert picks == [[0, 3], [2, 3], [0, 1], [1, 2]]
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", "evolution"])
+def test_local_search_climbs_from_the_best(name: str, space: ToySpace, dataset, tmp_path: Path) -> None:
+    """``local_steps``: each step trains the best's one-choice neighbours not trained yet and moves to
+    the best of them while it improves; the result is where it stopped, and a second run over the same
+    folder replays every candidate from ``candidates.jsonl``, training nothing."""
+    configs = {"random": (RandomSearch, RandomConfig(trials=3, candidate_epochs=1, local_steps=2)),
+               "tpe": (TPE, TPEConfig(trials=3, candidate_epochs=1, startup_trials=2, local_steps=2)),
+               "evolution": (Evolution, EvolutionConfig(population=2, generations=1, candidate_epochs=1,
+                                                        local_steps=2))}
+    make, cfg = configs[name]
+    result, sink = run(name, space, dataset, tmp_path, strategy=make(cfg))
+    trials = result.extra["trials"]
+    searched = [t for t in trials if "local_step" not in t]
+    start = max((t for t in searched if not t.get("pruned")), key=lambda t: t["value"])
+    steps = of_type(sink, "local_step")
+    assert 1 <= len(steps) <= 2 and steps[0]["neighbours"] == 7 and steps[0]["trained"] >= 1
+    assert [e["step"] for e in steps] == list(range(1, len(steps) + 1))
+    assert result.extra["local_steps"] == sum(e["moved"] for e in steps)
+    assert result.best_value >= start["value"] and result.best_value == steps[-1]["best"]
+    assert [t["trial"] for t in trials] == list(range(1, len(trials) + 1))
+    local = [t for t in trials if "local_step" in t]
+    assert {t["local_step"] for t in local} <= {1, 2} and len(local) == sum(e["trained"] for e in steps)
+    chosen = next(t for t in trials if t["trial"] == result.extra["best_trial"])
+    assert chosen["arch"] == result.arch and chosen["value"] == result.best_value
+    keys = [repr(sorted(t["arch"].items())) for t in local]
+    assert len(set(keys)) == len(keys)  # no neighbour trained twice
+    (tmp_path / STUDY_FILE).unlink(missing_ok=True)  # TPE's study is derived state, made again (as --resume does)
+    lines = (tmp_path / "candidates.jsonl").read_text().count("\n")
+    assert lines == len(trials)
+    again, _ = run(name, space, dataset, tmp_path, strategy=make(cfg))
+    assert (again.arch, again.best_value) == (result.arch, result.best_value)
+    assert [t["value"] for t in again.extra["trials"]] == [t["value"] for t in trials]
+    assert (tmp_path / "candidates.jsonl").read_text().count("\n") == lines  # nothing trained again
+
+
+@pytest.mark.parametrize("make, where", [
+    (lambda: RandomConfig(local_steps=-1), "local_steps"),
+    (lambda: RandomConfig(local_steps=1, study="s", storage="journal"), "shared study"),
+    (lambda: TPEConfig(local_steps=1, objectives=("metric", "params")), "objectives=metric"),
+    (lambda: EvolutionConfig(local_steps=1, weights="evolve"), "weights='scratch'"),
+])
+def test_local_search_refuses_what_it_cannot_climb(make, where) -> None:
+    with pytest.raises(NasmercError, match=where):
+        make()
 
 
 def test_evolution_map_switch(space: ToySpace, dataset, tmp_path: Path) -> None:

@@ -79,6 +79,21 @@ def sample_genome(layout: Sequence[Gene], rng: np.random.Generator) -> Genome:
     return genome
 
 
+def neighbours(genome: Sequence[Any], layout: Sequence[Gene]) -> list[Genome]:
+    """Every genome one categorical gene away from ``genome``, in gene order then category order: each
+    op / value gene set to each of its other categories, each gene of an input choice to each input its
+    choice does not hold yet. Float genes are kept (a local search moves over the categories)."""
+    out: list[Genome] = []
+    for i, gene in enumerate(layout):
+        if gene.kind == "float":
+            continue
+        taken = {genome[j] for j in range(len(layout)) if layout[j].spec == gene.spec}
+        for category in range(gene.size):
+            if category not in taken:
+                out.append([*genome[:i], category, *genome[i + 1:]])
+    return out
+
+
 def sample_arch(specs: Sequence[ChoiceSpec], rng: np.random.Generator,
                 fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A uniformly random architecture of ``specs`` (``fixed`` labels as given)."""

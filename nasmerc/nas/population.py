@@ -24,11 +24,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from nasmerc import metrics
+from nasmerc import checks, metrics
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.nas import oneshot
-from nasmerc.nas.genome import Genome, decode, encode, genes, sample_arch, sample_genome, searched
+from nasmerc.nas.genome import Genome, decode, encode, genes, neighbours, sample_arch, sample_genome, searched
 from nasmerc.nas.specs import ChoiceSpec, UnresolvedChoice
 from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
 from nasmerc.nas.space import SearchSpace
@@ -222,8 +222,75 @@ class PopulationStrategy(Strategy):
                                          extra={**result.extra, "oneshot": trained.summary()})
         else:
             result = run_trials(self.proposer(ctx), ctx.evaluator, self.config.candidate_epochs)
+        steps = int(getattr(self.config, "local_steps", 0))
+        if steps:
+            result = local_search(result, ctx, steps, 0 if self.oneshot else self.config.candidate_epochs,
+                                  inherit=self.oneshot)
         finalists = oneshot.finalists_of(self.config)
         return choose_finalist(result, ctx, finalists) if finalists else result
+
+
+def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: int,
+                 inherit: bool = False) -> SearchResult:
+    """Best-improvement local search from the search's best (``local_steps``; White, Nolen and Savani,
+    "Exploring the loss landscape in neural architecture search", 2021: local search from a good
+    start is a strong NAS method). A step trains every architecture one categorical choice away from
+    the current one (:func:`~nasmerc.nas.genome.neighbours`; one already in the log is not trained
+    again) as the search trained its candidates, and moves to the best of them when it beats the
+    current one; the search ends after ``steps`` steps or at a step that finds nothing better (a local
+    optimum). Neighbours are trials of the log, numbered on from the search's (candidate ``n`` trains
+    with seed ``seed + n``, so a resumed run replays them from ``candidates.jsonl``), with
+    ``local_step`` in their ``trial`` events; one ``local_step`` event per step (``step``,
+    ``neighbours``, ``trained``, ``best``, ``moved``). The result is the local optimum, and
+    ``extra["local_steps"]`` how many steps moved."""
+    evaluator = ctx.evaluator
+    specs = ctx.space.choices(ctx.fixed)
+    layout = genes(specs, ctx.fixed)
+    log = TrialLog(evaluator.metric, evaluator.events, trials=list(result.extra["trials"]),
+                   best_index=int(result.extra["best_trial"]) - 1)
+    seen = {_arch_key(t["arch"]): t for t in log.trials if not t.get("pruned")}
+    current = log.trials[log.best_index]
+    moved = 0
+    for step in range(1, steps + 1):
+        around = {}
+        for genome in neighbours(encode(current["arch"], specs, ctx.fixed), layout):
+            arch = decode(genome, specs, ctx.fixed)
+            around.setdefault(_arch_key(arch), arch)
+        new = [arch for key, arch in around.items() if key not in seen]
+        first = len(log.trials)
+        scores = evaluator.score_all([CandidateRequest(arch, epochs, evaluator.seed + first + k, inherit=inherit)
+                                      for k, arch in enumerate(new)]) if new else []
+        for arch, score in zip(new, scores):
+            extra = {"local_step": step, **({"pruned": True} if score.stopped else {}),
+                     **({"inherited": True} if inherit else {})}
+            seen[_arch_key(arch)] = log.add(arch, score, eligible=not score.stopped, **extra)
+        best = current
+        for key in around:
+            if key in seen and metrics.is_better(evaluator.metric, seen[key]["value"], best["value"]):
+                best = seen[key]
+        ctx.events.emit("local_step", step=step, neighbours=len(around), trained=len(new), best=best["value"],
+                        moved=best is not current, metric=evaluator.metric)
+        if best is current:
+            break
+        current, moved = best, moved + 1
+    return SearchResult(
+        arch=dict(current["arch"]), metric=result.metric, best_value=float(current["value"]),
+        best_epoch=int(current["trial"]), supernet_parameters=result.supernet_parameters,
+        derived_parameters=int(current["parameters"]),
+        extra={**result.extra, "valid": current["metrics"], "best_trial": current["trial"], "trials": log.trials,
+               "local_steps": moved}, summary=result.summary)
+
+
+def check_local_steps(where: str, steps: int, study: str = "") -> None:
+    """``local_steps`` >= 0, and none with a study that workers share (a local search runs in one process)."""
+    checks.at_least(where, 0, local_steps=steps)
+    if steps and study:
+        raise NasmercError(f"{where}: local_steps={steps} with study={study!r}: a local search runs in one "
+                           "process; run it without a shared study (local_steps=0 there)")
+
+
+def _arch_key(arch: Mapping[str, Any]) -> str:
+    return repr(sorted(arch.items()))
 
 
 def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchResult:
