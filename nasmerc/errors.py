@@ -10,3 +10,8 @@ from __future__ import annotations
 
 class NasmercError(Exception):
     """Bad input from the user; the message names it and says what was expected."""
+
+
+class Diverged(NasmercError):
+    """A training whose loss stopped being finite: one line for a run; a candidate of a search that
+    diverges is recorded as failed and the search goes on (``nasmerc.nas.evaluator``)."""

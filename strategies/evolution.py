@@ -83,6 +83,7 @@ up to the last is ended ``FAIL`` with role ``unused``. Without ``study`` the stu
 from __future__ import annotations
 
 import copy
+import math
 import random
 from dataclasses import dataclass
 from operator import attrgetter
@@ -235,6 +236,16 @@ def diversity(population: Sequence[Sequence[Any]], layout: Sequence[Gene]) -> fl
     return float(np.mean(shares))
 
 
+def finite_statistic(fn: Any) -> Any:
+    """``fn`` over the finite fitnesses of a generation (a diverged individual's is infinite), ``None``
+    when there is none, so the ``generation`` event stays plain JSON."""
+    def statistic(values: Sequence[float]) -> float | None:
+        kept = np.asarray(values, dtype=float)
+        kept = kept[np.isfinite(kept)]
+        return float(fn(kept)) if kept.size else None
+    return statistic
+
+
 def individual_class(higher_is_better: bool) -> type:
     """A DEAP individual class for a metric direction: a ``list`` of genes with a ``fitness`` of one
     objective (``deap.base.Fitness``, weight +1 to maximise, -1 to minimise) and the ``trial`` that
@@ -292,7 +303,7 @@ class EvolutionProposer(Proposer):
         self.toolbox = toolbox
         self.stats = tools.Statistics(lambda ind: ind.fitness.values[0])
         for name, fn in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
-            self.stats.register(name, fn)
+            self.stats.register(name, finite_statistic(fn))
         self.logbook = tools.Logbook()
         self.logbook.header = ["generation", "evaluations", "mean", "std", "min", "max", "best", "diversity"]
         self.hof = tools.HallOfFame(1)
@@ -383,6 +394,8 @@ class EvolutionProposer(Proposer):
 
     def tell(self, proposal: Proposal, result: CandidateResult, trial: int) -> None:
         value = result.metrics["loss"] if self.fitness == "loss" else result.value
+        if result.diverged:  # worse than every candidate that trained, so never selected over one
+            value = -math.inf if proposal.ref.fitness.weights[0] > 0 else math.inf
         proposal.ref.fitness.values = (float(value),)
         proposal.ref.trial = trial
         if self.evolve:

@@ -274,7 +274,9 @@ class TPEProposer(Proposer):
         if proposal.stop is None and not self.cfg.multi:  # trained in a worker: report its epochs now
             for epoch, value in enumerate(result.history):
                 optuna_trial.report(value, epoch)
-        if result.stopped:
+        if result.diverged:
+            self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+        elif result.stopped:
             self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
         elif self.cfg.multi:
             self.study.tell(optuna_trial, [result.value if o == "metric" else float(result.parameters)

@@ -8,6 +8,7 @@ synthetic data of ``conftest.TINY``, single-threaded.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +258,37 @@ def test_tpe_samples_the_choices_jointly(space: ToySpace, dataset, tmp_path: Pat
     run("tpe", space, dataset, tmp_path, strategy=TPE(TPEConfig(trials=5, candidate_epochs=1, startup_trials=2)))
     db = optuna.load_study(study_name="nasmerc", storage=f"sqlite:///{tmp_path / STUDY_FILE}")
     assert any(key.startswith("tpe:relative_params") for t in db.trials[2:] for key in t.system_attrs)
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", "evolution"])
+def test_a_diverging_candidate_fails_and_the_search_goes_on(name: str, space: ToySpace, dataset, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """A candidate whose loss stops being finite is a failed trial (``diverged``, the metric's worst value,
+    never the result), not the end of the search; its record is kept, so a rerun replays it."""
+    from nasmerc.errors import Diverged
+    from nasmerc.train.trainer import Trainer
+
+    fit = Trainer.fit
+
+    def diverging(self, *args, **kwargs):
+        if self.model.head.in_features == 8:  # every candidate of width 8
+            raise Diverged("training diverged: the loss is not finite from epoch 1, step 1")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", diverging)
+    configs = {"random": RandomSearch(RandomConfig(trials=6, candidate_epochs=1)),
+               "tpe": TPE(TPEConfig(trials=6, candidate_epochs=1, startup_trials=2)),
+               "evolution": Evolution(EvolutionConfig(population=4, generations=2, candidate_epochs=1))}
+    result, sink = run(name, space, dataset, tmp_path, strategy=configs[name])
+    trials = result.extra["trials"]
+    failed = [t for t in trials if t.get("diverged")]
+    assert failed and all(t["arch"]["width"] == 8 and t["value"] == 0.0 for t in failed)
+    assert all(not t.get("diverged") for t in trials if t["arch"]["width"] == 4)
+    assert result.arch["width"] == 4 and "diverged" in of_type(sink, "trial")[trials.index(failed[0])]
+    lines = (tmp_path / "candidates.jsonl").read_text()
+    assert '"diverged": "training diverged' in lines
+    for event in sink.events:  # plain JSON: no infinity or NaN reaches an event
+        json.dumps(event, allow_nan=False)
 
 
 def test_neighbours_change_one_categorical_gene(space: ToySpace) -> None:

@@ -15,6 +15,11 @@ A strategy is handed one :class:`Evaluator` (``ctx.evaluator``) and asks it for 
   per step (single-path one-shot) and hands it to the evaluator; from then on a request with ``inherit`` is scored
   with the supernet's weights on its path, in milliseconds, without training.
 
+A candidate whose loss stops being finite (:class:`~nasmerc.errors.Diverged`) is a failed candidate,
+not a failed search: its result has ``diverged`` (the message), ``stopped`` and the metric's worst
+value, it is recorded like any other (so a resumed run replays it), and the trial loop never takes it
+as the best.
+
 The evaluator owns what must not differ between strategies: seeding (a model is built after
 ``torch.manual_seed`` of the run seed, or of the candidate's seed; the trainer seeds its own masks
 and batches), the device, and where the work runs. With ``workers = 1`` candidates train in this
@@ -63,7 +68,7 @@ from torch import nn
 
 from nasmerc import metrics
 from nasmerc.data.conversation import Conversation, ConversationDataset
-from nasmerc.errors import NasmercError
+from nasmerc.errors import Diverged, NasmercError
 from nasmerc.events import Events
 from nasmerc.io import read_torch, write_torch
 from nasmerc.nas import device_share
@@ -73,6 +78,9 @@ from nasmerc.train.checkpoint import Checkpoint
 from nasmerc.train.trainer import FitResult, TrainConfig, Trainer, TrainHook
 
 CANDIDATES_FILE = "candidates.jsonl"
+WORST_LOWER = 1e30
+"""The value of a diverged candidate for a metric where lower is better (and its ``loss``): finite, so
+``candidates.jsonl`` stays strict JSON."""
 WEIGHTS_DIR = "weights"
 
 
@@ -113,6 +121,9 @@ class CandidateResult:
     stopped: bool = False
     state: dict[str, torch.Tensor] | None = None
     """The trained weights (CPU tensors), when the request asked for them (``keep``)."""
+    diverged: str = ""
+    """Why its training stopped with a loss that is not finite (then ``stopped``, and ``value`` the
+    metric's worst): a failed candidate, never a search's result, while the search goes on."""
 
     def record(self) -> dict[str, Any]:
         """The result as ``candidates.jsonl`` keeps it: everything but the weights."""
@@ -239,7 +250,12 @@ def _score(space: SearchSpace, dataset: ConversationDataset, train: TrainConfig,
         stopped[0] = request.stop is not None and bool(request.stop(epoch, value))
         return stopped[0]
 
-    fit = trainer.fit(dataset.split("train"), dataset.split("valid"), stop=stop)
+    try:
+        fit = trainer.fit(dataset.split("train"), dataset.split("valid"), stop=stop)
+    except Diverged as failed:
+        worst = 0.0 if metrics.HIGHER_IS_BETTER[trainer.metric] else WORST_LOWER
+        return CandidateResult(worst, {trainer.metric: worst, "loss": WORST_LOWER}, count_parameters(model),
+                               time.time() - start, history, True, None, diverged=str(failed))
     if not np.isfinite(fit.best_value):
         raise NasmercError(f"candidate {dict(request.arch)} gave no finite validation {trainer.metric}")
     return CandidateResult(float(fit.best_value), dict(fit.best_metrics), count_parameters(model),

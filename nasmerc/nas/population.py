@@ -118,8 +118,7 @@ def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int, inherit: b
                 proposer.abandon(proposals)
                 raise
             for proposal, result in zip(proposals, results):
-                extra = {**proposal.extra, **({"pruned": True} if result.stopped else {}),
-                         **({"inherited": True} if inherit else {})}
+                extra = {**proposal.extra, **outcome(result), **({"inherited": True} if inherit else {})}
                 record = log.add(proposal.arch, result, eligible=not result.stopped, **extra)
                 proposer.tell(proposal, result, record["trial"])
                 if log.best_index is not None and proposer.ctx.best_so_far is not None:
@@ -131,6 +130,14 @@ def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int, inherit: b
     finally:
         evaluator.close()
         proposer.close()
+
+
+def outcome(result: CandidateResult) -> dict[str, Any]:
+    """What a trial record says of a candidate that did not finish: ``pruned`` (stopped by its pruner)
+    or ``diverged`` (why its loss stopped being finite); either is never the best."""
+    if result.diverged:
+        return {"diverged": result.diverged}
+    return {"pruned": True} if result.stopped else {}
 
 
 # -- the record of a search --------------------------------------------------------------------------
@@ -261,8 +268,7 @@ def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: i
         scores = evaluator.score_all([CandidateRequest(arch, epochs, evaluator.seed + first + k, inherit=inherit)
                                       for k, arch in enumerate(new)]) if new else []
         for arch, score in zip(new, scores):
-            extra = {"local_step": step, **({"pruned": True} if score.stopped else {}),
-                     **({"inherited": True} if inherit else {})}
+            extra = {"local_step": step, **outcome(score), **({"inherited": True} if inherit else {})}
             seen[_arch_key(arch)] = log.add(arch, score, eligible=not score.stopped, **extra)
         best = current
         for key in around:
@@ -300,7 +306,7 @@ def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchR
     train the chosen one; ``finalist`` events and ``extra["finalists"]`` record them, and
     ``extra["finalist_epochs"]`` what they cost."""
     evaluator = ctx.evaluator
-    eligible = [t for t in result.extra["trials"] if not t.get("pruned")]  # in trial order: ties keep it
+    eligible = [t for t in result.extra["trials"] if not (t.get("pruned") or t.get("diverged"))]  # ties keep the order
     ranked = sorted(eligible, key=lambda t: -t["value"] if evaluator.higher_is_better else t["value"])
     chosen: list[dict[str, Any]] = []
     for trial in ranked:

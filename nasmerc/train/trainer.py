@@ -39,7 +39,7 @@ from nasmerc.data.conversation import Conversation, DataSignature
 from nasmerc.data.missing import (fixed_masks, make_schedule, mask_batch, mask_batch_torch, mask_generator,
                                   stack_masks)
 from nasmerc.data.resident import ResidentCache
-from nasmerc.errors import NasmercError
+from nasmerc.errors import Diverged, NasmercError
 from nasmerc.events import Events
 from nasmerc.outputs import ModelOutput, fit_data_modules, lr_scale
 from nasmerc.train import distributed
@@ -330,7 +330,7 @@ class Trainer:
         with record_function(HOST_READ):
             host = torch.stack(flat).tolist()  # the one read of the epoch
         if host[0] >= 0:
-            raise NasmercError(f"training diverged: the loss is not finite from epoch {epoch + 1}, step "
+            raise Diverged(f"training diverged: the loss is not finite from epoch {epoch + 1}, step "
                                f"{int(host[0]) + 1} (try a lower train.lr or train.grad_clip); the last checkpoint "
                                "and best-so-far files are kept")
         sums: dict[str, float] = {}
