@@ -118,7 +118,7 @@ def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int, inherit: b
                 proposer.abandon(proposals)
                 raise
             for proposal, result in zip(proposals, results):
-                extra = {**proposal.extra, **outcome(result), **({"inherited": True} if inherit else {})}
+                extra = {**proposal.extra, **outcome(result, inherit)}
                 record = log.add(proposal.arch, result, eligible=not result.stopped, **extra)
                 proposer.tell(proposal, result, record["trial"])
                 if log.best_index is not None and proposer.ctx.best_so_far is not None:
@@ -132,12 +132,16 @@ def run_trials(proposer: Proposer, evaluator: Evaluator, epochs: int, inherit: b
         proposer.close()
 
 
-def outcome(result: CandidateResult) -> dict[str, Any]:
-    """What a trial record says of a candidate that did not finish: ``pruned`` (stopped by its pruner)
-    or ``diverged`` (why its loss stopped being finite); either is never the best."""
-    if result.diverged:
-        return {"diverged": result.diverged}
-    return {"pruned": True} if result.stopped else {}
+def outcome(result: CandidateResult, inherit: bool = False) -> dict[str, Any]:
+    """What a trial record says of how a candidate was scored: ``pruned`` (stopped by its pruner) or
+    ``diverged`` (why its loss stopped being finite), either never the best; ``inherited`` when it was
+    scored with a one-shot supernet's weights."""
+    said: dict[str, Any] = {"diverged": result.diverged} if result.diverged else {}
+    if result.stopped and not result.diverged:
+        said["pruned"] = True
+    if inherit:
+        said["inherited"] = True
+    return said
 
 
 # -- the record of a search --------------------------------------------------------------------------
@@ -268,7 +272,7 @@ def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: i
         scores = evaluator.score_all([CandidateRequest(arch, epochs, evaluator.seed + first + k, inherit=inherit)
                                       for k, arch in enumerate(new)]) if new else []
         for arch, score in zip(new, scores):
-            extra = {"local_step": step, **outcome(score), **({"inherited": True} if inherit else {})}
+            extra = {"local_step": step, **outcome(score, inherit)}
             seen[_arch_key(arch)] = log.add(arch, score, eligible=not score.stopped, **extra)
         best = current
         for key in around:
