@@ -210,9 +210,9 @@ def candidate_epochs(found: Mapping[str, Any], config: Mapping[str, Any]) -> int
     if found.get("oneshot"):
         return int(found["oneshot"]["supernet_epochs"] + found.get("finalist_epochs", 0))
     trials = found.get("trials")
-    if trials:
+    if trials:  # the epochs each trained (a pruned one fewer); a record without them, candidate_epochs each
         epochs = (config.get("strategy_config") or {}).get("candidate_epochs", 1)
-        return int(len(trials) * epochs + found.get("finalist_epochs", 0))
+        return int(sum(t.get("epochs", epochs) for t in trials) + found.get("finalist_epochs", 0))
     return int((config.get("train") or {}).get("epochs", 0))
 
 

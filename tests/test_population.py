@@ -398,7 +398,7 @@ def test_prune_reporter_reports_and_prunes_before_the_last_epoch() -> None:
     reporter = PruneReporter(keep, epochs=3, metric="waf")
     for epoch, value in enumerate([0.2, 0.5, 0.4]):
         reporter(epoch, value)
-    assert keep.reports == [(0, 0.2), (1, 0.5), (2, 0.4)] and reporter.best == 0.5
+    assert keep.reports == [(1, 0.2), (2, 0.5), (3, 0.4)] and reporter.best == 0.5  # steps: epochs trained
     stop = _StubTrial(prune=True)
     with pytest.raises(optuna.TrialPruned):
         PruneReporter(stop, epochs=3, metric="waf")(0, 0.1)
@@ -430,19 +430,45 @@ def test_tpe_prunes_trials(space: ToySpace, dataset, tmp_path: Path, monkeypatch
             return trial.number >= 1
 
     made = []
-    monkeypatch.setattr(tpe, "make_pruner", lambda name, startup: made.append(name) or AllButFirst())
+    monkeypatch.setattr(tpe, "make_pruner", lambda name, *sizes: made.append(name) or AllButFirst())
     result, sink = run("tpe", space, dataset, tmp_path,
                        strategy=TPE(TPEConfig(trials=3, candidate_epochs=2, startup_trials=1)))
     assert made == ["median"]
     study = optuna.load_study(study_name="nasmerc", storage=f"sqlite:///{tmp_path / STUDY_FILE}")
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE] + [optuna.trial.TrialState.PRUNED] * 2
-    assert list(study.trials[1].intermediate_values) == [0]
-    assert len(study.trials[0].intermediate_values) == 2
+    assert list(study.trials[1].intermediate_values) == [1]  # steps are epochs trained
+    assert list(study.trials[0].intermediate_values) == [1, 2]
     trials = of_type(sink, "trial")
     assert [t.get("pruned", False) for t in trials] == [False, True, True]
+    assert [t["epochs"] for t in trials] == [2, 1, 1]
     assert all(t["best"] == trials[0]["value"] for t in trials)
     assert result.best_epoch == 1 and result.arch == trials[0]["arch"]
+
+
+def test_tpe_hyperband_stops_trials_at_its_rungs(space: ToySpace, dataset, tmp_path: Path) -> None:
+    """Optuna's Hyperband pruner over epochs: a trial stops only at a rung (``min_epochs * 3 ** k``
+    epochs, after at least ``min_epochs``), the completed ones train ``candidate_epochs``, some trial is
+    pruned, and each trial record says the epochs it trained, which the bench's budget adds up."""
+    import optuna
+
+    from nasmerc.bench import candidate_epochs
+
+    cfg = TPEConfig(trials=12, candidate_epochs=6, startup_trials=2, pruner="hyperband", min_epochs=2,
+                    reduction_factor=3)
+    assert isinstance(cfg.make_pruner(), optuna.pruners.HyperbandPruner)
+    result, sink = run("tpe", space, dataset, tmp_path, strategy=TPE(cfg))
+    trials = of_type(sink, "trial")
+    pruned = [t for t in trials if t.get("pruned")]
+    complete = [t for t in trials if not t.get("pruned")]
+    assert pruned and complete
+    assert all(t["epochs"] in (2,) for t in pruned)  # the one rung below 6 epochs: 2 (2 * 3 = 6 is the end)
+    assert all(t["epochs"] == 6 for t in complete)
+    assert result.arch in [t["arch"] for t in complete]
+    found = {"trials": result.extra["trials"]}
+    assert candidate_epochs(found, {"strategy_config": {"candidate_epochs": 6}}) == sum(t["epochs"] for t in trials)
+    study = optuna.load_study(study_name="nasmerc", storage=f"sqlite:///{tmp_path / STUDY_FILE}")
+    assert all(min(t.intermediate_values) == 1 for t in study.trials)  # steps are epochs, 1-based
 
 
 def test_tpe_median_pruner_config() -> None:
@@ -453,8 +479,10 @@ def test_tpe_median_pruner_config() -> None:
     pruner = make_pruner("median", 2)
     assert isinstance(pruner, optuna.pruners.MedianPruner)
     assert isinstance(make_pruner("none", 2), optuna.pruners.NopPruner)
-    with pytest.raises(NasmercError, match="median, none"):
-        make_pruner("hyperband", 2)
+    with pytest.raises(NasmercError, match="median, hyperband, none"):
+        make_pruner("asha", 2)
+    with pytest.raises(NasmercError, match="min_epochs=5 with pruner='hyperband': expected fewer than candidate_epochs=5"):
+        TPEConfig(candidate_epochs=5, pruner="hyperband", min_epochs=5)
 
 
 def test_tpe_custom_storage_and_existing_study(space: ToySpace, dataset, tmp_path: Path) -> None:

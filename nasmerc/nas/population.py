@@ -150,7 +150,8 @@ class TrialLog:
     """Every evaluated candidate of one search, in order; emits one ``trial`` event per candidate.
 
     ``trial`` event: ``trial`` (1-based), ``arch``, ``value``, ``best`` (best so far), ``metric``,
-    ``parameters``, ``seconds``.
+    ``parameters``, ``seconds``, ``epochs`` (trained: fewer than asked for a pruned or diverged one, none
+    for one scored with inherited weights).
     """
 
     metric: str
@@ -167,7 +168,8 @@ class TrialLog:
         """Record one candidate; ``eligible=False`` (say, a pruned trial) records it without letting it be
         the best (its event's ``best`` is ``None`` while no eligible trial is recorded)."""
         record = {"trial": len(self.trials) + 1, "arch": dict(arch), "value": result.value,
-                  "metrics": result.metrics, "parameters": result.parameters, "seconds": result.seconds, **extra}
+                  "metrics": result.metrics, "parameters": result.parameters, "seconds": result.seconds,
+                  "epochs": len(result.history), **extra}
         self.trials.append(record)
         best = self.best
         if eligible and metrics.is_better(self.metric, result.value, None if best is None else best["value"]):
@@ -175,7 +177,7 @@ class TrialLog:
         self.events.emit("trial", trial=record["trial"], arch=record["arch"], value=result.value,
                          best=None if self.best_index is None else self.trials[self.best_index]["value"],
                          metric=self.metric,
-                         parameters=result.parameters, seconds=result.seconds, **extra)
+                         parameters=result.parameters, seconds=result.seconds, epochs=record["epochs"], **extra)
         return record
 
 
