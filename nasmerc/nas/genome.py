@@ -15,6 +15,7 @@ Below both the trial loop (``nasmerc.nas.population``) and one-shot evaluation (
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -101,3 +102,9 @@ def sample_arch(specs: Sequence[ChoiceSpec], rng: np.random.Generator,
 
 
 # -- proposers and the one trial loop ---------------------------------------------------------------
+
+
+def arch_key(arch: Mapping[str, Any]) -> str:
+    """The identity of an architecture (or of some of its choices): its labels and choices as one
+    string, whatever their order, for telling candidates apart."""
+    return json.dumps(arch, sort_keys=True, default=str)

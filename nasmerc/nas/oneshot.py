@@ -35,7 +35,6 @@ Then the strategy's ``finalists`` (default :data:`ONESHOT_FINALISTS` here) train
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections import OrderedDict
 from itertools import chain
@@ -51,7 +50,7 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.nas.choices import ChoiceContext, InputChoice, OpChoice, choice_modules
 from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
-from nasmerc.nas.genome import decode, genes, sample_genome
+from nasmerc.nas.genome import arch_key, decode, genes, sample_genome
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.specs import ChoiceSpec, FloatSpec
 from nasmerc.outputs import count_parameters
@@ -134,10 +133,6 @@ def shared_values(space: SearchSpace, fixed: Mapping[str, Any]) -> dict[str, Any
     return firsts
 
 
-def _key(values: Mapping[str, Any]) -> str:
-    return json.dumps(values, sort_keys=True, default=str)
-
-
 class OneShotSupernet(nn.Module):
     """The supernet of ``space`` (``fixed`` and the shared ``values`` applied) running one path at a time.
 
@@ -175,7 +170,7 @@ class OneShotSupernet(nn.Module):
         if values == self.values:
             object.__setattr__(self, "_current", self.net)
             return
-        key = _key(values)
+        key = arch_key(values)
         variant = self._variants.pop(key, None)
         if variant is None:  # the values were checked with the space's labels: build without listing again
             variant = skeleton(lambda: self.space.network(ChoiceContext(arch=None, fixed={**self.fixed, **values})))
@@ -287,7 +282,7 @@ class OneShot:
     def parameters_of(self, arch: Mapping[str, Any]) -> int:
         """Parameters of ``space.build(arch)``, counted on a build without weights (once per path: a
         shared value changes no weight)."""
-        key = _key({label: choice for label, choice in arch.items() if label not in self.values})
+        key = arch_key({label: choice for label, choice in arch.items() if label not in self.values})
         if key not in self._sizes:
             self._sizes[key] = count_parameters(skeleton(lambda: self.evaluator.space.build(arch)))
         return self._sizes[key]

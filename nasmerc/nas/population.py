@@ -28,7 +28,7 @@ from nasmerc import checks, metrics
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.nas import oneshot
-from nasmerc.nas.genome import Genome, decode, encode, genes, neighbours, sample_arch, sample_genome, searched
+from nasmerc.nas.genome import Genome, arch_key, decode, encode, genes, neighbours, sample_arch, sample_genome, searched
 from nasmerc.nas.specs import ChoiceSpec, UnresolvedChoice
 from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
 from nasmerc.nas.space import SearchSpace
@@ -261,21 +261,21 @@ def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: i
     layout = genes(specs, ctx.fixed)
     log = TrialLog(evaluator.metric, evaluator.events, trials=list(result.extra["trials"]),
                    best_index=int(result.extra["best_trial"]) - 1)
-    seen = {_arch_key(t["arch"]): t for t in log.trials if not t.get("pruned")}
+    seen = {arch_key(t["arch"]): t for t in log.trials if not t.get("pruned")}
     current = log.trials[log.best_index]
     moved = 0
     for step in range(1, steps + 1):
         around = {}
         for genome in neighbours(encode(current["arch"], specs, ctx.fixed), layout):
             arch = decode(genome, specs, ctx.fixed)
-            around.setdefault(_arch_key(arch), arch)
+            around.setdefault(arch_key(arch), arch)
         new = [arch for key, arch in around.items() if key not in seen]
         first = len(log.trials)
         scores = evaluator.score_all([CandidateRequest(arch, epochs, evaluator.seed + first + k, inherit=inherit)
                                       for k, arch in enumerate(new)]) if new else []
         for arch, score in zip(new, scores):
             extra = {"local_step": step, **outcome(score, inherit)}
-            seen[_arch_key(arch)] = log.add(arch, score, eligible=not score.stopped, **extra)
+            seen[arch_key(arch)] = log.add(arch, score, eligible=not score.stopped, **extra)
         best = current
         for key in around:
             if key in seen and metrics.is_better(evaluator.metric, seen[key]["value"], best["value"]):
@@ -299,10 +299,6 @@ def check_local_steps(where: str, steps: int, study: str = "") -> None:
     if steps and study:
         raise NasmercError(f"{where}: local_steps={steps} with study={study!r}: a local search runs in one "
                            "process; run it without a shared study (local_steps=0 there)")
-
-
-def _arch_key(arch: Mapping[str, Any]) -> str:
-    return repr(sorted(arch.items()))
 
 
 def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchResult:
