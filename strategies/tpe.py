@@ -25,11 +25,12 @@ but the last), its training stops and the trial is told ``PRUNED``: its ``trial`
   best ``1 / reduction_factor`` of the trials at a rung (``min_epochs * reduction_factor ** k``
   epochs) train on to the next, so the few that reach ``candidate_epochs`` are ranked on long
   training. This ranks slow learners right: on ``iemocap6`` (seed 0) a ``merc`` point without a
-  context model is behind the same point with an LSTM one after 5 epochs (valid WAF 0.646 against 0.653) and ahead after 10 (0.658
-  against 0.653, where the LSTM one has already peaked), and it is the better one on test (93 against
-  88 % of the oracle; ``python benchmarks/fidelity.py --seeds 0``). A trial's bracket comes from the study's name and its number (so a run is
-  reproducible), and Optuna's TPE models the trials of the candidate's own bracket only, so each of
-  the ``floor(log(candidate_epochs / min_epochs) / log(reduction_factor)) + 1`` brackets spends its own
+  context model is behind the same point with an LSTM one after 5 epochs (valid WAF 0.646 against
+  0.653) and ahead after 10 (0.658 against 0.653, where the LSTM one has already peaked), and it is
+  the better one on test (93 against 88 % of the oracle; ``python benchmarks/fidelity.py --seeds 0``).
+  A trial's bracket comes from the study's name and its number (so a run is reproducible), and
+  Optuna's TPE models the trials of the candidate's own bracket only, so each of the
+  ``floor(log(candidate_epochs / min_epochs) / log(reduction_factor)) + 1`` brackets spends its own
   ``startup_trials`` before TPE learns from it;
 - ``none``.
 
