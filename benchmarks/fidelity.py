@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasmerc.data.missing import DEFAULT_RATES
-from nasmerc.evaluate import share_of_oracle
+from nasmerc.evaluate import trained_share
 from nasmerc.registry import create_dataset, get_search_space
 from nasmerc.train.trainer import TrainConfig, Trainer
 
@@ -42,10 +41,7 @@ def train_point(arch: dict, dataset, seed: int, train: TrainConfig) -> dict:
     trainer = Trainer(space.build(arch), dataset.signature, train, seed=seed)
     fit = trainer.fit(dataset.split("train"), dataset.split("valid"))
     values = [float(h["value"]) for h in fit.history]
-    test = dataset.split("test")
-    model = [trainer.evaluate(test, r)[trainer.metric] for r in DEFAULT_RATES]
-    oracle = dataset.oracle.evaluate(test, DEFAULT_RATES)["full"]
-    share = share_of_oracle(trainer.metric, model, [oracle[r][trainer.metric] for r in DEFAULT_RATES])
+    _, share = trained_share(trainer, dataset)
     return {"values": values, "share": share, **{f"valid@{k}": max(values[:k]) for k in FIDELITIES},
             f"valid@{len(values)}": max(values)}
 

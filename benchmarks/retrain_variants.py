@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from nasmerc.config import apply_overrides
-from nasmerc.data.missing import DEFAULT_RATES
-from nasmerc.evaluate import share_of_oracle
+from nasmerc.evaluate import trained_share
 from nasmerc.outputs import ModelOutput
 from nasmerc.registry import get_search_space
 from nasmerc.runs import ArchFile
@@ -50,11 +49,7 @@ class ReferenceBiGRU(nn.Module):
 def run(model: nn.Module, dataset, train: TrainConfig, seed: int) -> tuple[float, float, float]:
     trainer = Trainer(model, dataset.signature, train, seed=seed)
     fit = trainer.fit(dataset.split("train"), dataset.split("valid"))
-    key = trainer.metric
-    test = dataset.split("test")
-    model_values = [trainer.evaluate(test, r)[key] for r in DEFAULT_RATES]
-    oracle = dataset.oracle.evaluate(test, DEFAULT_RATES)["full"]
-    share = share_of_oracle(key, model_values, [oracle[r][key] for r in DEFAULT_RATES])
+    model_values, share = trained_share(trainer, dataset)
     return fit.best_value, float(np.mean(model_values)), share
 
 

@@ -45,6 +45,15 @@ def share_of_oracle(metric: str, model_values: Sequence[float], oracle_values: S
     return o / m if m else float("nan")
 
 
+def trained_share(trainer: Trainer, dataset, rates: Sequence[float] = DEFAULT_RATES) -> tuple[list[float], float]:
+    """A trained ``Trainer``'s primary metric on the test split of synthetic ``dataset`` at every rate
+    (UME), and its share of the exact oracle on the same masks."""
+    test = dataset.split("test")
+    values = [trainer.evaluate(test, r)[trainer.metric] for r in rates]
+    oracle = dataset.oracle.evaluate(test, rates)["full"]
+    return values, share_of_oracle(trainer.metric, values, [oracle[r][trainer.metric] for r in rates])
+
+
 def protocol_rates(model_path: Path) -> tuple[float, ...]:
     """The evaluation sweep of the protocol a model was trained under (``nasmerc.protocols``), read from
     the ``config.yaml`` beside its ``model.pt`` (the protocol it records, else the one it names); the

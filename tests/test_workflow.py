@@ -158,6 +158,18 @@ def test_evaluate_writes_report_and_plot(retrained: Path, tmp_path: Path, capsys
     assert len(data) > 1000 and data.startswith(b"\x89PNG")
 
 
+def test_trained_share_is_the_share_evaluate_reports(retrained: Path) -> None:
+    from nasmerc.evaluate import evaluate_run, trained_share
+    from nasmerc.train.trainer import Trainer
+    from nasmerc.workflow import load_model
+
+    model, dataset, spec, _ = load_model(retrained / "model.pt", torch.device("cpu"))
+    values, share = trained_share(Trainer(model, dataset.signature, spec.train, seed=spec.seed), dataset, [0.0, 0.5])
+    report = evaluate_run(str(retrained), [0.0, 0.5], device="cpu")
+    assert values == pytest.approx([report["model_metrics"][r]["waf"] for r in ("0.0", "0.5")])
+    assert share == pytest.approx(report["share_of_oracle"])
+
+
 def test_dashboard_once_prints_the_run(run: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "160")
     assert main(["dashboard", str(run), "--once"]) == 0
