@@ -16,7 +16,10 @@ stands for:
   ``transformer`` (pre-norm Transformer over the conversation, key padding mask: CORECT's text
   encoder, ITEACH-Net's and RMNAS's Transformer layers) or ``pca`` (the modality's whitened leading
   ``pca_dim`` principal components, fitted on the training split before the first step, then a Linear
-  without bias: :class:`~nasmerc.modules.pca.PCAEncoder`, the PCA step of feature pipelines).
+  without bias: :class:`~nasmerc.modules.pca.PCAEncoder`, the PCA step of feature pipelines). On
+  request (``encoders`` listing it, not offered by default) ``off``: the modality is not read, its
+  slot carries zeros (:class:`~nasmerc.modules.merc.NoPath`), so a search can give a modality that
+  carries nothing no path at all.
 - ``speaker`` (value): ``none``, ``embedding`` (a learned speaker embedding added to every modality's
   encoded rows: CORECT's ``X = x + s``) or ``relations`` (same / other speaker relation types in the
   ``graph`` and ``dag`` context models: MultiDAG / DAG-ERC; every other context model then reads a
@@ -109,7 +112,7 @@ from nasmerc.data.batch import Batch
 from nasmerc.data.conversation import DataSignature
 from nasmerc.errors import NasmercError
 from nasmerc.modules.heads import TaskHead, check_batch, present_mask, speaker_ids, unimodal_outputs
-from nasmerc.modules.merc import (ENCODERS, MISSING, SpeakerInput, distill_loss, encoder_candidates,
+from nasmerc.modules.merc import (ENCODERS, MISSING, NoPath, SpeakerInput, distill_loss, encoder_candidates,
                                   reconstruction_loss)
 from nasmerc.modules.merc_context import CONTEXTS, PerKey, context_candidates
 from nasmerc.modules.merc_fusion import FUSIONS, POSITIONS, fusion_candidates, paths_of
@@ -123,7 +126,8 @@ __all__ = ["MercConfig", "MercSpace", "MercNetwork", "merc_default", "merc_paper
            "SPEAKER", "MISSING_LOSSES"]
 
 SPEAKER = ("none", "embedding", "relations")
-MERC_ENCODERS = ENCODERS + ("pca",)
+MERC_ENCODERS = ENCODERS + ("pca",)  # offered by default
+KNOWN_ENCODERS = MERC_ENCODERS + ("off",)  # and on request
 MISSING_LOSSES = ("none", "reconstruction", "distill")
 FUSED = "fused"  # the key of the early path's stream
 
@@ -142,7 +146,8 @@ class MercConfig:
     - ``hub_tokens``: ``k``, MFMB-Net's hub length.
     - ``dropout``: before every context model, inside Transformers and attentions, before the heads.
     - ``missing_weight``: weight of the ``reconstruction_{m}`` / ``distill`` losses.
-    - ``encoders``, ``contexts``, ``fusions``: the candidates offered (a smaller space with fewer);
+    - ``encoders``, ``contexts``, ``fusions``: the candidates offered (a smaller space with fewer;
+      ``encoders`` may add ``off``);
       ``unimodal_weights`` / ``lr_scales``: the values of the ``unimodal_weight`` / ``lr_scale`` choices.
     """
 
@@ -235,11 +240,11 @@ class MercNetwork(nn.Module):
 
     @staticmethod
     def encoder_candidates(m: str, width: int, cfg: MercConfig, total: int) -> dict[str, Any]:
-        """The encoders of ``cfg.encoders`` for modality ``m``: the shared ones and ``pca``."""
+        """The encoders of ``cfg.encoders`` for modality ``m``: the shared ones, ``pca`` and ``off``."""
         shared = encoder_candidates(width, cfg.hidden_dim, tuple(n for n in cfg.encoders if n in ENCODERS),
                                     cfg.encoder_layers, cfg.n_heads, cfg.ffn_ratio, cfg.dropout, total)
-        pca = {"pca": lambda: PCAEncoder(m, width, cfg.hidden_dim, cfg.pca_dim)}
-        return {name: shared[name] if name in shared else pca[name] for name in cfg.encoders}
+        own = {"pca": lambda: PCAEncoder(m, width, cfg.hidden_dim, cfg.pca_dim), "off": lambda: NoPath(cfg.hidden_dim)}
+        return {name: shared[name] if name in shared else own[name] for name in cfg.encoders}
 
     def represent(self, features: Mapping[str, Tensor], dropped: Mapping[str, Tensor], mask: Tensor,
                   speakers: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -323,7 +328,7 @@ class MercSpace(SearchSpace):
         checks.greater_than_zero(where, ffn_ratio=cfg.ffn_ratio)
         checks.dropout(where, cfg.dropout)
         checks.non_negative(where, missing_weight=cfg.missing_weight)
-        checks.distinct_names(where, "encoders", cfg.encoders, MERC_ENCODERS)
+        checks.distinct_names(where, "encoders", cfg.encoders, KNOWN_ENCODERS)
         checks.distinct_names(where, "structures", cfg.structures, tuple(STRUCTURES))
         checks.distinct_names(where, "contexts", cfg.contexts, CONTEXTS)
         checks.distinct_names(where, "fusions", cfg.fusions, FUSIONS)

@@ -97,6 +97,27 @@ def test_candidate_pools_shrink_the_space(dataset) -> None:
         space.build(named_arch("multidag_like", dataset.signature))
 
 
+def test_off_is_offered_on_request_and_reads_nothing(dataset) -> None:
+    assert "off" not in MercSpace(dataset.signature, SMALL).choices()[1].candidates  # not by default
+    space = MercSpace(dataset.signature, replace(SMALL, encoders=("linear", "off")))
+    assert {s.label: s.candidates for s in space.choices()}["visual.encoder"] == ("linear", "off")
+    arch = {**NAMED["early_fusion"], "text.encoder": "linear", "audio.encoder": "linear", "visual.encoder": "off"}
+    torch.manual_seed(0)
+    model = space.build(arch).train()
+    batch = masked(dataset)
+    for m in MODS:
+        batch.features[m].requires_grad_(True)
+    out = model(batch)
+    total_loss(out, batch, "classification").backward()
+    assert batch.features["visual"].grad is None  # no path from visual to the loss
+    assert batch.features["text"].grad is not None and bool(batch.features["text"].grad.abs().sum() > 0)
+    model.eval()
+    noise = Batch(**{**vars(batch), "features": {**batch.features, "visual": torch.randn_like(batch.features["visual"])}})
+    assert torch.equal(model(batch).logits, model(noise).logits)
+    everything_off = space.build({**arch, "text.encoder": "off", "audio.encoder": "off"})
+    assert torch.isfinite(everything_off(batch).logits).all()  # the class prior: a point, if a poor one
+
+
 # -- named architectures -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list(NAMED))
 def test_named_architecture_trains_one_step(dataset, name: str) -> None:

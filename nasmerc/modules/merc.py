@@ -35,7 +35,7 @@ from nasmerc.modules.positional import sinusoidal_positions
 from nasmerc.train.losses import masked_mean
 
 __all__ = ["KeepZeros", "MaskToken", "MISSING", "Projection", "LinearEncoder", "ConversationTransformer",
-           "SpeakerInput", "ENCODERS", "encoder_candidates", "reconstruction_loss", "distill_loss"]
+           "SpeakerInput", "NoPath", "ENCODERS", "encoder_candidates", "reconstruction_loss", "distill_loss"]
 
 
 def _keep(mask: Tensor, like: Tensor) -> Tensor:
@@ -93,6 +93,18 @@ class LinearEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return F.relu(self.proj(x)) * _keep(mask, x)
+
+
+class NoPath(nn.Module):
+    """The modality is not read: zeros ``[B, N, hidden]``, no parameters and no gradient to the input
+    (a search's way to give a modality no path, as DARTS' Zero operation switches an edge off)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return x.new_zeros(*mask.shape[:2], self.hidden)
 
 
 class ConversationTransformer(nn.Module):
