@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import benchmark_module
 from nasmerc import bench
 from nasmerc.cli import main
 from nasmerc.errors import NasmercError
@@ -93,3 +94,18 @@ def test_bench_without_cells_or_results_is_one_line(tmp_path: Path, capsys) -> N
     assert main(["bench", "--table", "--runs", str(tmp_path / "r")]) == 2
     assert "no results yet" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_structure_report_reads_the_kept_structure_results() -> None:
+    report = benchmark_module("structure_report", "structure_report")
+    kept = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bench_structure_random.jsonl"
+    rows = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert [report.case_of(r) for r in rows] == ["no dependence", "visual noise", "strong context"]
+    text = report.report(rows)
+    assert "context none, structure party_crf, 2.7 points below the oracle: does not hold" in text  # a CRF
+    assert "visual.encoder pca: does not hold" in text and "context transformer, structure none: holds" in text
+    assert text.splitlines()[-1] == "strong context  holds on 1 of 1 seeds"
+    no_context = {**rows[0], "arch": {**rows[0]["arch"], "structure": "none"}}
+    assert report.verdict("no dependence", no_context)[1] is False  # 2.7 points is not within 2
+    close = {**no_context, "share_of_oracle": no_context["mean"] / (no_context["mean"] + 0.015)}
+    assert report.verdict("no dependence", close) == ("context none, structure none, 1.5 points below the oracle", True)
