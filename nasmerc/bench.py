@@ -293,6 +293,15 @@ class Spread:
         half = (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * sd / math.sqrt(n) if n > 1 else float("nan")
         return cls(float(np.mean(v)), sd, half, n, v)
 
+    def side(self) -> str:
+        """Where the 95 % interval of a paired difference lies: ``above 0`` (the cell is better on these
+        seeds), ``below 0``, ``spans 0`` (not separated) or ``one seed`` (no interval)."""
+        if self.n < 2 or math.isnan(self.half):
+            return "one seed"
+        if self.mean - self.half > 0:
+            return "above 0"
+        return "below 0" if self.mean + self.half < 0 else "spans 0"
+
     def pct(self) -> str:
         """``86.6 ± 0.3 [86.1, 87.1]`` in percent (the interval only with two values or more)."""
         if self.n == 0:
@@ -338,14 +347,20 @@ def summarise(rows: Sequence[Mapping[str, Any]], key: str = "share_of_oracle") -
 
 
 def format_table(summaries: Sequence[Mapping[str, Any]]) -> str:
-    """The bench table: share of the exact oracle over seeds, paired differences, budget."""
+    """The bench table: share of the exact oracle over seeds, paired differences (each with where its
+    interval lies, :meth:`Spread.side`), whether the cell beats its equal-budget random search (``yes``
+    only when the paired interval is above 0), budget."""
     rows = []
     for s in summaries:
-        versus = "; ".join(f"{name} {'+' if d.mean >= 0 else ''}{d.pct()}" for name, d in s["versus"].items() if d.n)
-        rows.append([s["data"], s["cell"], s["role"], s["spread"].pct(), len(s["seeds"]), versus or "-",
+        versus = "; ".join(f"{name} {'+' if d.mean >= 0 else ''}{d.pct()} ({d.side()})"
+                           for name, d in s["versus"].items() if d.n)
+        rand = s["versus"].get("equal-budget random")
+        beats = "-" if rand is None or not rand.n else {"above 0": "yes"}.get(rand.side(), f"no ({rand.side()})")
+        rows.append([s["data"], s["cell"], s["role"], s["spread"].pct(), len(s["seeds"]), versus or "-", beats,
                      f"{s['candidate_epochs']:.0f}", f"{s['seconds']:.0f}", f"{s['parameters']:,.0f}"])
     headers = ["data", "cell", "role", "share of oracle % (mean ± sd [95 % CI])", "seeds",
-               "paired difference, points (mean ± sd [95 % CI])", "cand.-epochs", "seconds", "parameters"]
+               "paired difference, points (mean ± sd [95 % CI])", "beats random", "cand.-epochs", "seconds",
+               "parameters"]
     return table(headers, rows)
 
 

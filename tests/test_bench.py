@@ -34,6 +34,31 @@ def test_spread_and_paired_differences() -> None:
     assert one.pct() == "50.0" and math.isnan(one.sd)
     d = bench.paired({0: 0.9, 1: 0.8, 2: 0.7}, {0: 0.85, 2: 0.6, 5: 0.1})
     assert d.n == 2 and d.values == pytest.approx([0.05, 0.1])
+    assert bench.Spread.of([0.05, 0.06, 0.04]).side() == "above 0"
+    assert bench.Spread.of([-0.05, -0.06, -0.04]).side() == "below 0"
+    assert bench.Spread.of([0.05, -0.01, 0.02]).side() == "spans 0" and one.side() == "one seed"
+
+
+def test_the_table_says_whether_a_cell_beats_random() -> None:
+    def row(cell: str, role: str, seed: int, share: float) -> dict:
+        return {"cell": cell, "role": role, "data": "iemocap6", "seed": seed, "share_of_oracle": share,
+                "candidate_epochs": 10, "search_seconds": 1.0, "retrain_seconds": 0.0, "parameters": 100}
+
+    name = "merc/tpe"
+    rand = bench.Cell("merc", "random", role="random", origin=name).name
+    rows = [row(name, "cell", s, 0.9 + 0.01 * s) for s in range(3)]
+    rows += [row(rand, "random", s, v) for s, v in enumerate((0.85, 0.87, 0.84))]
+    rows += [row("early_fusion/default", "baseline", s, v) for s, v in enumerate((0.95, 0.85, 0.88))]
+    def cell_line(text: str) -> str:
+        return next(ln for ln in text.splitlines() if ln.split()[1:3] == [name, "cell"])
+
+    text = bench.format_table(bench.summarise(rows))
+    line = cell_line(text)
+    assert "beats random" in text and " yes " in line
+    assert "equal-budget random +5.7" in line and "(above 0)" in line
+    assert "early_fusion/default +1.7" in line and "(spans 0)" in line
+    rows[3:6] = [row(rand, "random", s, v) for s, v in enumerate((0.95, 0.80, 0.99))]
+    assert "no (spans 0)" in cell_line(bench.format_table(bench.summarise(rows)))
 
 
 def test_grid_refuses_bad_input(tmp_path: Path) -> None:
