@@ -225,12 +225,13 @@ def random_cell(cell: Cell, budget: int, epochs: int) -> Cell:
 
 
 def plan(grid: Grid) -> Iterator[tuple[Cell, str, int]]:
-    """The searching cells and baselines of the grid, every dataset and seed (random search follows
-    each searching run, since its budget is that run's)."""
+    """The baselines and searching cells of the grid, every dataset and seed (random search follows
+    each searching run, since its budget is that run's). The baselines of a seed come first: they are
+    quick, and a bench stopped early has what its cells are compared with."""
     baselines = tuple(Cell(name, None, role="baseline") for name in grid.baselines)
     for data in grid.data:
         for seed in grid.seeds:
-            for cell in (*grid.cells, *baselines):
+            for cell in (*baselines, *grid.cells):
                 yield cell, data, seed
 
 

@@ -92,6 +92,7 @@ def test_a_tiny_grid_runs_resumes_and_reports(tmp_path: Path, capsys, monkeypatc
     rows = [json.loads(line) for line in (runs / "bench.jsonl").read_text().splitlines()]
     roles = sorted((r["role"], r["seed"]) for r in rows)
     assert roles == [("baseline", 0), ("baseline", 1), ("cell", 0), ("cell", 1), ("random", 0), ("random", 1)]
+    assert [r["role"] for r in rows[:3]] == ["baseline", "cell", "random"]  # a seed's baselines first
     for r in rows:
         assert 0.0 <= r["share_of_oracle"] < 2.0 and r["candidate_epochs"] >= 1 and Path(r["run"]).is_dir()
     cell = next(r for r in rows if r["role"] == "cell")
