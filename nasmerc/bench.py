@@ -356,7 +356,8 @@ def format_table(summaries: Sequence[Mapping[str, Any]]) -> str:
         versus = "; ".join(f"{name} {'+' if d.mean >= 0 else ''}{d.pct()} ({d.side()})"
                            for name, d in s["versus"].items() if d.n)
         rand = s["versus"].get("equal-budget random")
-        beats = "-" if rand is None or not rand.n else {"above 0": "yes"}.get(rand.side(), f"no ({rand.side()})")
+        side = rand.side() if rand is not None and rand.n else None
+        beats = "-" if side is None else "yes" if side == "above 0" else f"no ({side})"
         rows.append([s["data"], s["cell"], s["role"], s["spread"].pct(), len(s["seeds"]), versus or "-", beats,
                      f"{s['candidate_epochs']:.0f}", f"{s['seconds']:.0f}", f"{s['parameters']:,.0f}"])
     headers = ["data", "cell", "role", "share of oracle % (mean ± sd [95 % CI])", "seeds",

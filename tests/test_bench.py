@@ -49,6 +49,7 @@ def test_the_table_says_whether_a_cell_beats_random() -> None:
     rows = [row(name, "cell", s, 0.9 + 0.01 * s) for s in range(3)]
     rows += [row(rand, "random", s, v) for s, v in enumerate((0.85, 0.87, 0.84))]
     rows += [row("early_fusion/default", "baseline", s, v) for s, v in enumerate((0.95, 0.85, 0.88))]
+
     def cell_line(text: str) -> str:
         return next(ln for ln in text.splitlines() if ln.split()[1:3] == [name, "cell"])
 
