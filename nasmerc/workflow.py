@@ -149,6 +149,7 @@ def check_search(spec: RunSpec, dataset: ConversationDataset, space_obj: SearchS
     space_obj.check_fixed(spec.fixed)
     require_something_to_search(strategy_obj, space_obj, spec.fixed)
     strategy_obj.check(space_obj, spec.fixed)
+    strategy_obj.check_data(dataset)
 
 
 def resume_search(run: str, *, sinks: Sequence[EventSink] = ()) -> Path:

@@ -101,9 +101,10 @@ from nasmerc.errors import NasmercError
 from nasmerc.nas import storage
 from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
-from nasmerc.nas.oneshot import check_evaluation
-from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps, decode,
-                                    encode, genes, inherit_weights, perturb_weights, sample_genome, search_result)
+from nasmerc.nas.oneshot import check_evaluation, finalists_of
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_finalist_folds,
+                                    check_local_steps, decode, encode, genes, inherit_weights, perturb_weights,
+                                    sample_genome, search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.study import StudyProposer, individuals, is_individual, slot_records, slot_states
@@ -118,6 +119,9 @@ class EvolutionConfig:
     candidate_epochs: int = 2
     finalists: int | None = None
     """Retrained from scratch at the end; unset: 0, or 3 with ``evaluation=oneshot``."""
+    finalist_folds: int = 0
+    """Choose between the finalists by cross-validation over this many folds of the training and
+    validation conversations (0: on the validation split; ``nasmerc.nas.population.choose_finalist``)."""
     tournament: int = 3
     cx_prob: float = 0.5
     mut_prob: float = 0.3
@@ -148,6 +152,7 @@ class EvolutionConfig:
         checks.non_negative(where, mut_sigma=self.mut_sigma, weight_sigma=self.weight_sigma)
         storage.check_storage_value(where, self.storage, self.study, self.heartbeat)
         check_evaluation(where, self.evaluation, self.oneshot_epochs, self.finalists, self.study)
+        check_finalist_folds(where, self.finalist_folds, finalists_of(self))
         check_local_steps(where, self.local_steps, self.study)
         checks.one_of(where, "weights", self.weights, WEIGHTS)
         checks.one_of(where, "fitness", self.fitness, FITNESSES)

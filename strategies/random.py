@@ -30,8 +30,9 @@ import numpy as np
 from nasmerc import checks
 from nasmerc.config import plain
 from nasmerc.nas import storage
-from nasmerc.nas.oneshot import check_evaluation
-from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, check_local_steps, sample_arch
+from nasmerc.nas.oneshot import check_evaluation, finalists_of
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, check_finalist_folds, check_local_steps,
+                                    sample_arch)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext
 from nasmerc.study import StudyProposer
@@ -43,6 +44,9 @@ class RandomConfig:
     candidate_epochs: int = 3
     finalists: int | None = None
     """Retrained from scratch at the end; unset: 0, or 3 with ``evaluation=oneshot``."""
+    finalist_folds: int = 0
+    """Choose between the finalists by cross-validation over this many folds of the training and
+    validation conversations (0: on the validation split; ``nasmerc.nas.population.choose_finalist``)."""
     storage: str = ""
     study: str = ""
     heartbeat: int = 10
@@ -58,6 +62,7 @@ class RandomConfig:
         check_local_steps("strategy 'random'", self.local_steps, self.study)
         storage.check_storage_value("strategy 'random'", self.storage, self.study, self.heartbeat)
         check_evaluation("strategy 'random'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
+        check_finalist_folds("strategy 'random'", self.finalist_folds, finalists_of(self))
 
 
 class RandomProposer(Proposer):

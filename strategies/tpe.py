@@ -93,12 +93,12 @@ from nasmerc import checks, metrics
 from nasmerc.errors import NasmercError
 from nasmerc.io import write_json
 from nasmerc.nas import storage
-from nasmerc.nas.oneshot import check_evaluation
+from nasmerc.nas.oneshot import check_evaluation, finalists_of
 from nasmerc.nas.storage import MASK, PASSWORD_VARIABLE, hide, masked, unmasked  # noqa: F401 (this module's API)
 from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.evaluator import CandidateResult
-from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps,
-                                    search_result)
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_finalist_folds,
+                                    check_local_steps, search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.study import StudyProposer
@@ -144,6 +144,9 @@ class TPEConfig:
     candidate_epochs: int = 3
     finalists: int | None = None
     """Retrained from scratch at the end; unset: 0, or 3 with ``evaluation=oneshot``."""
+    finalist_folds: int = 0
+    """Choose between the finalists by cross-validation over this many folds of the training and
+    validation conversations (0: on the validation split; ``nasmerc.nas.population.choose_finalist``)."""
     startup_trials: int = 3
     pruner: str = "median"
     min_epochs: int = 1
@@ -166,6 +169,7 @@ class TPEConfig:
                         startup_trials=self.startup_trials)
         check_local_steps("strategy 'tpe'", self.local_steps, self.study)
         check_evaluation("strategy 'tpe'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
+        check_finalist_folds("strategy 'tpe'", self.finalist_folds, finalists_of(self))
         check_objectives(self.objectives)
         if self.local_steps and self.multi:
             raise NasmercError(f"strategy 'tpe': local_steps={self.local_steps} with objectives="

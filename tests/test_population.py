@@ -577,3 +577,74 @@ def test_finalists_are_trained_in_full_and_the_best_kept(space: ToySpace, datase
     assert result.arch == best["arch"] and result.best_value == best["final_value"]
     again, = Evaluator(space, dataset, train, seed=4).score_all([CandidateRequest(best["arch"], 2, seed=4)])
     assert again.value == best["final_value"]  # what retrain gives the chosen architecture
+
+
+def test_selection_folds_partition_the_labelled_conversations(dataset) -> None:
+    """Every training and validation conversation is validated on in exactly one fold and trained on in
+    the others; the test split is the data's own; the same seed gives the same folds."""
+    from nasmerc.data.folds import selection_folds
+    folds = selection_folds(dataset.splits, 3, seed=5, where="here")
+    pool = [c.id for s in ("train", "valid") for c in dataset.splits[s]]
+    held = [c.id for f in folds for c in f["valid"]]
+    assert sorted(held) == sorted(pool) and len(set(held)) == len(pool)
+    for f in folds:
+        assert sorted(c.id for c in f["train"] + f["valid"]) == sorted(pool)
+        assert [c.id for c in f["test"]] == [c.id for c in dataset.splits["test"]]
+    assert max(len(f["valid"]) for f in folds) - min(len(f["valid"]) for f in folds) <= 1
+    assert [[c.id for c in f["valid"]] for f in selection_folds(dataset.splits, 3, seed=5, where="here")] == \
+        [[c.id for c in f["valid"]] for f in folds]
+    with pytest.raises(NasmercError, match=r"here: 1 folds over \d+ training and validation conversations"):
+        selection_folds(dataset.splits, 1, seed=5, where="here")
+    with pytest.raises(NasmercError, match="expected 2 to"):
+        selection_folds(dataset.splits, len(pool) + 1, seed=5, where="here")
+
+
+def test_finalist_folds_choose_on_the_mean_of_the_folds(space: ToySpace, dataset, tmp_path: Path) -> None:
+    """``finalist_folds=2``: each finalist trains once per fold, with the run seed, on that fold's
+    conversations; its value is the mean of the two folds' best validation values (what an evaluator
+    of that fold gives), and the best mean is the result. The cost counts every fold."""
+    from nasmerc.data.folds import selection_folds
+    import dataclasses
+    train = TrainConfig(epochs=2, batch_size=4, valid_rates=(0.0,))
+    sink = ListSink()
+    ctx = SearchContext(space=space, dataset=dataset, train=train, device=torch.device("cpu"), seed=4,
+                        events=Events([sink]), run_dir=tmp_path)
+    result = RandomSearch(RandomConfig(trials=4, candidate_epochs=1, finalists=2, finalist_folds=2)).search(ctx)
+    finalists = result.extra["finalists"]
+    assert len(finalists) == 2 and result.extra["finalist_epochs"] == 2 * 2 * 2 and result.extra["finalist_folds"] == 2
+    splits = selection_folds(dataset.splits, 2, seed=4, where="test")
+    for f in finalists:
+        want = [Evaluator(space, dataclasses.replace(dataset, splits=s), train, seed=4)
+                .score_all([CandidateRequest(f["arch"], 2, seed=4)])[0].value for s in splits]
+        assert f["fold_values"] == want and f["final_value"] == pytest.approx(sum(want) / 2)
+    best = max(finalists, key=lambda f: f["final_value"])
+    assert result.arch == best["arch"] and result.best_value == best["final_value"]
+    assert sorted(p.name for p in (tmp_path / "folds").iterdir()) == ["1", "2"]
+    assert all(len((tmp_path / "folds" / j / "candidates.jsonl").read_text().splitlines()) == 2 for j in ("1", "2"))
+    events = of_type(sink, "finalist")
+    assert [e["fold_values"] for e in events] == [f["fold_values"] for f in finalists]
+    again = RandomSearch(RandomConfig(trials=4, candidate_epochs=1, finalists=2, finalist_folds=2)).search(ctx)
+    assert again.arch == result.arch and again.extra["finalists"] == finalists  # answered from RUN/folds/J
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"finalists": 2, "finalist_folds": 1}, r"finalist_folds=1: expected 0 \(choose on the validation split\) or 2 to 10"),
+    ({"finalists": 2, "finalist_folds": 11}, "finalist_folds=11: expected 0"),
+    ({"finalist_folds": 3}, r"finalist_folds=3 with no finalists: expected finalists >= 1"),
+])
+def test_finalist_folds_are_checked(options: dict, message: str) -> None:
+    for config in (RandomConfig, TPEConfig, EvolutionConfig):
+        with pytest.raises(NasmercError, match=message):
+            config(**options)
+
+
+def test_finalist_folds_beyond_the_data_are_refused_before_the_run(dataset) -> None:
+    """More folds than training and validation conversations: refused by ``check_data``, which the
+    workflow asks before the run folder exists."""
+    small = type(dataset)(dataset.name, dataset.signature, {"train": dataset.splits["train"][:3],
+                                                             "valid": dataset.splits["valid"][:1],
+                                                             "test": dataset.splits["test"]})
+    with pytest.raises(NasmercError, match="strategy 'random': finalist_folds: 5 folds over 4 training and "
+                                           "validation conversations: expected 2 to 4 folds"):
+        RandomSearch(RandomConfig(trials=2, finalists=1, finalist_folds=5)).check_data(small)
+    RandomSearch(RandomConfig(trials=2, finalists=1, finalist_folds=4)).check_data(small)

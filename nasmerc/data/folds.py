@@ -105,3 +105,21 @@ def apply_fold(splits: Mapping[str, Sequence[Conversation]], fold: int, *, valid
         turn += 1
     return {"train": [every[i] for i in rest if i not in valid], "valid": [every[i] for i in rest if i in valid],
             "test": [every[i] for i in by_session[fold]]}
+
+
+def selection_folds(splits: Mapping[str, Sequence[Conversation]], k: int, *, seed: int,
+                    where: str) -> list[dict[str, list[Conversation]]]:
+    """``k``-fold cross-validation over the training and validation conversations, for choosing between
+    a search's finalists on every labelled conversation the search may see rather than on the
+    validation split alone: fold ``j`` validates on the ``j``-th of ``k`` near-equal groups of those
+    conversations (shuffled by ``seed``) and trains on the other groups; the test split is the data's
+    own in every fold and is not read. Conversations keep their order within a split. Refused, naming
+    ``where``, when ``k`` is below 2 or above the number of conversations."""
+    pool = [c for s in ("train", "valid") for c in splits[s]]
+    if not 2 <= k <= len(pool):
+        raise NasmercError(f"{where}: {k} folds over {len(pool)} training and validation conversations: "
+                           f"expected 2 to {len(pool)} folds")
+    order = np.random.default_rng(seed).permutation(len(pool))
+    groups = [set(g.tolist()) for g in np.array_split(order, k)]
+    return [{"train": [c for i, c in enumerate(pool) if i not in g], "valid": [c for i, c in enumerate(pool) if i in g],
+             "test": list(splits["test"])} for g in groups]

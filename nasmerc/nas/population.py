@@ -25,6 +25,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from nasmerc import checks, metrics
+from nasmerc.data.conversation import ConversationDataset
+from nasmerc.data.folds import selection_folds
 from nasmerc.errors import NasmercError
 from nasmerc.events import Events
 from nasmerc.nas import oneshot
@@ -240,7 +242,14 @@ class PopulationStrategy(Strategy):
             result = local_search(result, ctx, steps, 0 if self.oneshot else self.config.candidate_epochs,
                                   inherit=self.oneshot)
         finalists = oneshot.finalists_of(self.config)
-        return choose_finalist(result, ctx, finalists) if finalists else result
+        folds = int(getattr(self.config, "finalist_folds", 0))
+        return choose_finalist(result, ctx, finalists, folds) if finalists else result
+
+    def check_data(self, dataset: ConversationDataset) -> None:
+        """``finalist_folds`` no more than the training and validation conversations."""
+        folds = int(getattr(self.config, "finalist_folds", 0))
+        if folds:
+            selection_folds(dataset.splits, folds, seed=0, where=f"strategy {self.name!r}: finalist_folds")
 
 
 def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: int,
@@ -301,12 +310,51 @@ def check_local_steps(where: str, steps: int, study: str = "") -> None:
                            "process; run it without a shared study (local_steps=0 there)")
 
 
-def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchResult:
+FINALIST_FOLDS_MAX = 10
+"""The most folds ``finalist_folds`` takes: each fold trains every finalist once more."""
+
+
+def check_finalist_folds(where: str, folds: int, finalists: int) -> None:
+    """``finalist_folds``: 0 (choose on the validation split), or 2 to :data:`FINALIST_FOLDS_MAX` with
+    at least one finalist to choose between."""
+    if folds == 0:
+        return
+    if not 2 <= folds <= FINALIST_FOLDS_MAX:
+        raise NasmercError(f"{where}: finalist_folds={folds}: expected 0 (choose on the validation split) "
+                           f"or 2 to {FINALIST_FOLDS_MAX}")
+    if finalists < 1:
+        raise NasmercError(f"{where}: finalist_folds={folds} with no finalists: expected finalists >= 1 "
+                           "(the candidates the folds choose between)")
+
+
+def fold_evaluators(ctx: SearchContext, folds: int) -> list[Evaluator]:
+    """One evaluator per cross-validation fold of the training and validation conversations
+    (:func:`nasmerc.data.folds.selection_folds`, shuffled by the run seed), each with its own candidate
+    file in ``RUN/folds/J/``, so a resumed run answers the folds it finished from there."""
+    splits = selection_folds(ctx.dataset.splits, folds, seed=ctx.seed, where="finalist_folds")
+    out = []
+    for j, split in enumerate(splits, start=1):
+        run_dir = ctx.run_dir / "folds" / str(j)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        out.append(Evaluator(ctx.space, dataclasses.replace(ctx.dataset, splits=split), ctx.train,
+                             device=ctx.device, seed=ctx.seed, events=ctx.events, run_dir=run_dir,
+                             fixed=ctx.fixed, workers=ctx.workers))
+    return out
+
+
+def choose_finalist(result: SearchResult, ctx: SearchContext, k: int, folds: int = 0) -> SearchResult:
     """Train the ``k`` best distinct candidates of a search for the full ``train.epochs`` and keep the one
     with the best validation value: a few epochs rank candidates roughly, so the result is chosen on
     the training it will get. Each finalist trains with the run seed, as ``nasmerc retrain`` will
     train the chosen one; ``finalist`` events and ``extra["finalists"]`` record them, and
-    ``extra["finalist_epochs"]`` what they cost."""
+    ``extra["finalist_epochs"]`` what they cost.
+
+    ``folds`` >= 2 chooses by cross-validation instead (``finalist_folds``): every finalist trains once
+    per fold of the training and validation conversations (:func:`fold_evaluators`) and its value is
+    the mean of its folds' best validation values (each in ``fold_values``), so the choice rests on
+    every labelled conversation rather than on the validation split alone, whose few conversations
+    tell close finalists apart by chance. ``nasmerc retrain`` then trains the chosen one on the usual
+    split."""
     evaluator = ctx.evaluator
     eligible = [t for t in result.extra["trials"] if not (t.get("pruned") or t.get("diverged"))]  # ties keep the order
     ranked = sorted(eligible, key=lambda t: -t["value"] if evaluator.higher_is_better else t["value"])
@@ -314,15 +362,30 @@ def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchR
     for trial in ranked:
         if all(trial["arch"] != c["arch"] for c in chosen) and len(chosen) < k:
             chosen.append(trial)
-    scores = evaluator.score_all([CandidateRequest(dict(t["arch"]), evaluator.train.epochs, evaluator.seed)
-                                  for t in chosen])
+    requests = [CandidateRequest(dict(t["arch"]), evaluator.train.epochs, evaluator.seed) for t in chosen]
+    if folds:
+        per_fold = []
+        for fold in fold_evaluators(ctx, folds):
+            try:
+                per_fold.append(fold.score_all(requests))
+            finally:
+                fold.close()
+        scores = [per_fold[0][i] for i in range(len(chosen))]
+        fold_values = [[fold[i].value for fold in per_fold] for i in range(len(chosen))]
+        fold_metrics = [{m: sum(fold[i].metrics[m] for fold in per_fold) / folds for m in per_fold[0][i].metrics}
+                        for i in range(len(chosen))]
+    else:
+        scores = evaluator.score_all(requests)
     finalists, best = [], None
-    for trial, score in zip(chosen, scores):
+    for i, (trial, score) in enumerate(zip(chosen, scores)):
         record = {"trial": trial["trial"], "arch": trial["arch"], "value": trial["value"],
                   "final_value": score.value, "metrics": score.metrics, "parameters": score.parameters}
+        if folds:
+            record.update(final_value=sum(fold_values[i]) / folds, fold_values=fold_values[i],
+                          metrics=fold_metrics[i])
         finalists.append(record)
         ctx.events.emit("finalist", **{k: v for k, v in record.items() if k != "metrics"}, metric=evaluator.metric)
-        if best is None or metrics.is_better(evaluator.metric, score.value, best["final_value"]):
+        if best is None or metrics.is_better(evaluator.metric, record["final_value"], best["final_value"]):
             best = record
     if best is None:
         raise NasmercError("the search evaluated no candidate: expected at least one trial")
@@ -330,7 +393,8 @@ def choose_finalist(result: SearchResult, ctx: SearchContext, k: int) -> SearchR
         arch=dict(best["arch"]), metric=result.metric, best_value=best["final_value"], best_epoch=best["trial"],
         supernet_parameters=result.supernet_parameters, derived_parameters=best["parameters"],
         extra={**result.extra, "valid": best["metrics"], "best_trial": best["trial"], "finalists": finalists,
-               "finalist_epochs": len(finalists) * evaluator.train.epochs}, summary=result.summary)
+               "finalist_epochs": len(finalists) * max(folds, 1) * evaluator.train.epochs,
+               **({"finalist_folds": folds} if folds else {})}, summary=result.summary)
 
 
 # -- the weights of individuals (HAEMSA eqs. 9-10) ----------------------------------------------------

@@ -114,6 +114,9 @@ class Strategy(ABC):
     def check(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         """Refuse a space this strategy cannot search, before any run folder exists (default: accept)."""
 
+    def check_data(self, dataset: ConversationDataset) -> None:
+        """Refuse options the data cannot serve, before any run folder exists (default: accept)."""
+
     def derive(self, space: SearchSpace, run_dir: Path, fixed: Mapping[str, Any]) -> dict[str, Any] | None:
         """The architecture, derived again from ``run_dir`` (``None``: use the saved ``arch.yaml``)."""
         return None
