@@ -176,14 +176,23 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 def run_one(cell: Cell, data: str, seed: int, grid_sets: Sequence[str], out: Path) -> dict[str, Any]:
     """search (+ retrain) + evaluate of one cell, one dataset, one seed; the numbers of the run."""
-    from nasmerc.evaluate import evaluate_run
-    from nasmerc.workflow import retrain, search
+    from nasmerc.workflow import search
 
     if out.exists():
         shutil.rmtree(out)  # a run not in the results file did not finish: made anew
-    sets = [*grid_sets, *cell.sets]
     t0 = time.time()
-    run_dir = search(cell.space, cell.strategy, data=data, sets=sets, fixes=cell.fixes, seed=seed, out=str(out))
+    run_dir = search(cell.space, cell.strategy, data=data, sets=[*grid_sets, *cell.sets], fixes=cell.fixes,
+                     seed=seed, out=str(out))
+    return finish_run(cell, data, seed, grid_sets, run_dir, time.time() - t0)
+
+
+def finish_run(cell: Cell, data: str, seed: int, grid_sets: Sequence[str], run_dir: Path,
+               search_seconds: float) -> dict[str, Any]:
+    """Retrain (when the search left no model) and evaluate the finished search ``run_dir`` of one cell,
+    one dataset, one seed, which took ``search_seconds``; the numbers of the run (a results row)."""
+    from nasmerc.evaluate import evaluate_run
+    from nasmerc.workflow import retrain
+
     t1 = time.time()
     model_dir = run_dir
     if not (run_dir / "model.pt").exists():
@@ -199,7 +208,7 @@ def run_one(cell: Cell, data: str, seed: int, grid_sets: Sequence[str], out: Pat
         "share_of_oracle": report.get("share_of_oracle"), "mean": report["mean"][report["metric"]],
         "auilc": report["model_auilc"].get(report["metric"]), "parameters": trained["parameters"],
         "best_valid": found["best_valid"], "candidate_epochs": candidate_epochs(found, config),
-        "search_seconds": t1 - t0, "retrain_seconds": t2 - t1 if model_dir != run_dir else 0.0,
+        "search_seconds": search_seconds, "retrain_seconds": t2 - t1 if model_dir != run_dir else 0.0,
         "arch": found["arch"], "run": str(run_dir),
     }
 

@@ -136,3 +136,47 @@ def test_structure_report_reads_the_kept_structure_results() -> None:
     assert report.verdict("no dependence", no_context)[1] is False  # 2.7 points is not within 2
     close = {**no_context, "share_of_oracle": no_context["mean"] / (no_context["mean"] + 0.015)}
     assert report.verdict("no dependence", close) == ("context none, structure none, 1.5 points below the oracle", True)
+
+
+PLAIN = """
+cells:
+  - {space: rmnas, strategy: random, set: [hidden_dim=16, n_blocks=1, fusion_dim=16, n_heads=2, n_cells=1,
+                                         strategy.trials=3, strategy.candidate_epochs=1]}
+seeds: [0]
+set: [data.n_train=6, data.n_valid=2, data.n_test=2, data.length_max=6, data.length_min=3, data.length_mean=4,
+      train.epochs=1, train.batch_size=4, train.valid_rates=0]
+baselines: []
+random_search: false
+"""
+
+
+def test_refold_chooses_the_finalists_again_without_searching_again(tmp_path: Path, capsys, monkeypatch) -> None:
+    """``benchmarks/refold.py``: the finished search is copied and resumed with the finalist options;
+    every candidate is answered from its ``candidates.jsonl`` (none trains again), only the folds
+    train, and the row is the cell's, with the folds in its budget."""
+    refold = benchmark_module("refold", "refold")
+    plain, folded = tmp_path / "plain.yaml", tmp_path / "folded.yaml"
+    plain.write_text(PLAIN)
+    folded.write_text(PLAIN.replace("strategy.candidate_epochs=1]", "strategy.candidate_epochs=1, "
+                                    "strategy.finalists=2, strategy.finalist_folds=2]"))
+    source, runs = tmp_path / "a", tmp_path / "b"
+    assert main(["bench", str(plain), "--runs", str(source)]) == 0
+    origin, = [json.loads(line) for line in (source / "bench.jsonl").read_text().splitlines()]
+    trained = []
+    from nasmerc.nas import evaluator as evaluator_module
+    real = evaluator_module._score
+    monkeypatch.setattr(evaluator_module, "_score", lambda *a, **k: trained.append(a[3].arch) or real(*a, **k))
+    assert refold.main([str(folded), "--from", str(source), "--seeds", "0", "--runs", str(runs)]) == 0
+    row, = [json.loads(line) for line in (runs / "bench.jsonl").read_text().splitlines()]
+    assert row["cell_set"][-2:] == ["strategy.finalists=2", "strategy.finalist_folds=2"] and row["role"] == "cell"
+    run = Path(row["run"])
+    found = json.loads((run / "search.json").read_text())
+    assert [t["arch"] for t in found["trials"]] == [t["arch"] for t in
+                                                    json.loads((Path(origin["run"]) / "search.json").read_text())["trials"]]
+    assert len(trained) == 2 * len(found["finalists"])  # only the folds trained: no candidate of the search
+    assert found["finalist_folds"] == 2 and row["candidate_epochs"] == origin["candidate_epochs"] + 2 * 2 * 1
+    assert row["search_seconds"] >= origin["search_seconds"]
+    assert refold.main([str(folded), "--from", str(source), "--seeds", "0", "--runs", str(runs)]) == 0
+    assert len((runs / "bench.jsonl").read_text().splitlines()) == 1  # a finished seed is skipped
+    assert refold.main([str(folded), "--from", str(source), "--seeds", "5", "--runs", str(runs)]) == 2
+    assert "has no finished rmnas/random" in capsys.readouterr().err
