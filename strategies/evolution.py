@@ -103,8 +103,8 @@ from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.oneshot import check_evaluation, finalists_of
 from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_finalist_folds,
-                                    check_local_steps, decode, encode, genes, inherit_weights, perturb_weights,
-                                    sample_genome, search_result)
+                                    check_local_steps, check_parsimony, decode, encode, genes, inherit_weights,
+                                    perturb_weights, sample_genome, search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.study import StudyProposer, individuals, is_individual, slot_records, slot_states
@@ -122,6 +122,9 @@ class EvolutionConfig:
     finalist_folds: int = 0
     """Choose between the finalists by cross-validation over this many folds of the training and
     validation conversations (0: on the validation split; ``nasmerc.nas.population.choose_finalist``)."""
+    parsimony: float = 0.0
+    """Keep the smallest candidate within this much of the best validation value (0: the best;
+    ``nasmerc.nas.population.parsimonious``)."""
     tournament: int = 3
     cx_prob: float = 0.5
     mut_prob: float = 0.3
@@ -153,6 +156,7 @@ class EvolutionConfig:
         storage.check_storage_value(where, self.storage, self.study, self.heartbeat)
         check_evaluation(where, self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_finalist_folds(where, self.finalist_folds, finalists_of(self))
+        check_parsimony(where, self.parsimony)
         check_local_steps(where, self.local_steps, self.study)
         checks.one_of(where, "weights", self.weights, WEIGHTS)
         checks.one_of(where, "fitness", self.fitness, FITNESSES)

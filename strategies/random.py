@@ -32,7 +32,7 @@ from nasmerc.config import plain
 from nasmerc.nas import storage
 from nasmerc.nas.oneshot import check_evaluation, finalists_of
 from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, check_finalist_folds, check_local_steps,
-                                    sample_arch)
+                                    check_parsimony, sample_arch)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext
 from nasmerc.study import StudyProposer
@@ -47,6 +47,9 @@ class RandomConfig:
     finalist_folds: int = 0
     """Choose between the finalists by cross-validation over this many folds of the training and
     validation conversations (0: on the validation split; ``nasmerc.nas.population.choose_finalist``)."""
+    parsimony: float = 0.0
+    """Keep the smallest candidate within this much of the best validation value (0: the best;
+    ``nasmerc.nas.population.parsimonious``)."""
     storage: str = ""
     study: str = ""
     heartbeat: int = 10
@@ -63,6 +66,7 @@ class RandomConfig:
         storage.check_storage_value("strategy 'random'", self.storage, self.study, self.heartbeat)
         check_evaluation("strategy 'random'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_finalist_folds("strategy 'random'", self.finalist_folds, finalists_of(self))
+        check_parsimony("strategy 'random'", self.parsimony)
 
 
 class RandomProposer(Proposer):

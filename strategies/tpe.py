@@ -98,7 +98,7 @@ from nasmerc.nas.storage import MASK, PASSWORD_VARIABLE, hide, masked, unmasked 
 from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_finalist_folds,
-                                    check_local_steps, search_result)
+                                    check_local_steps, check_parsimony, search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.study import StudyProposer
@@ -147,6 +147,9 @@ class TPEConfig:
     finalist_folds: int = 0
     """Choose between the finalists by cross-validation over this many folds of the training and
     validation conversations (0: on the validation split; ``nasmerc.nas.population.choose_finalist``)."""
+    parsimony: float = 0.0
+    """Keep the smallest candidate within this much of the best validation value (0: the best;
+    ``nasmerc.nas.population.parsimonious``)."""
     startup_trials: int = 3
     pruner: str = "median"
     min_epochs: int = 1
@@ -170,6 +173,7 @@ class TPEConfig:
         check_local_steps("strategy 'tpe'", self.local_steps, self.study)
         check_evaluation("strategy 'tpe'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_finalist_folds("strategy 'tpe'", self.finalist_folds, finalists_of(self))
+        check_parsimony("strategy 'tpe'", self.parsimony)
         check_objectives(self.objectives)
         if self.local_steps and self.multi:
             raise NasmercError(f"strategy 'tpe': local_steps={self.local_steps} with objectives="

@@ -150,11 +150,11 @@ random_search: false
 """
 
 
-def test_refold_chooses_the_finalists_again_without_searching_again(tmp_path: Path, capsys, monkeypatch) -> None:
-    """``benchmarks/refold.py``: the finished search is copied and resumed with the finalist options;
+def test_reselect_chooses_the_finalists_again_without_searching_again(tmp_path: Path, capsys, monkeypatch) -> None:
+    """``benchmarks/reselect.py``: the finished search is copied and resumed with the finalist options;
     every candidate is answered from its ``candidates.jsonl`` (none trains again), only the folds
     train, and the row is the cell's, with the folds in its budget."""
-    refold = benchmark_module("refold", "refold")
+    reselect = benchmark_module("reselect", "reselect")
     plain, folded = tmp_path / "plain.yaml", tmp_path / "folded.yaml"
     plain.write_text(PLAIN)
     folded.write_text(PLAIN.replace("strategy.candidate_epochs=1]", "strategy.candidate_epochs=1, "
@@ -166,7 +166,7 @@ def test_refold_chooses_the_finalists_again_without_searching_again(tmp_path: Pa
     from nasmerc.nas import evaluator as evaluator_module
     real = evaluator_module._score
     monkeypatch.setattr(evaluator_module, "_score", lambda *a, **k: trained.append(a[3].arch) or real(*a, **k))
-    assert refold.main([str(folded), "--from", str(source), "--seeds", "0", "--runs", str(runs)]) == 0
+    assert reselect.main([str(folded), "--from", str(source), "--seeds", "0", "--runs", str(runs)]) == 0
     row, = [json.loads(line) for line in (runs / "bench.jsonl").read_text().splitlines()]
     assert row["cell_set"][-2:] == ["strategy.finalists=2", "strategy.finalist_folds=2"] and row["role"] == "cell"
     run = Path(row["run"])
@@ -176,7 +176,24 @@ def test_refold_chooses_the_finalists_again_without_searching_again(tmp_path: Pa
     assert len(trained) == 2 * len(found["finalists"])  # only the folds trained: no candidate of the search
     assert found["finalist_folds"] == 2 and row["candidate_epochs"] == origin["candidate_epochs"] + 2 * 2 * 1
     assert row["search_seconds"] >= origin["search_seconds"]
-    assert refold.main([str(folded), "--from", str(source), "--seeds", "0", "--runs", str(runs)]) == 0
+    assert reselect.main([str(folded), "--from", str(source), "--seeds", "0", "--runs", str(runs)]) == 0
     assert len((runs / "bench.jsonl").read_text().splitlines()) == 1  # a finished seed is skipped
-    assert refold.main([str(folded), "--from", str(source), "--seeds", "5", "--runs", str(runs)]) == 2
+    assert reselect.main([str(folded), "--from", str(source), "--seeds", "5", "--runs", str(runs)]) == 2
     assert "has no finished rmnas/random" in capsys.readouterr().err
+
+
+def test_reselect_with_parsimony_keeps_the_smallest_trial(tmp_path: Path) -> None:
+    """``strategy.parsimony`` through ``benchmarks/reselect.py``: with a tolerance that holds every
+    trial, the reselected search's result is its smallest trial, and nothing trains but its retrain."""
+    reselect = benchmark_module("reselect", "reselect")
+    plain, lean = tmp_path / "plain.yaml", tmp_path / "lean.yaml"
+    plain.write_text(PLAIN)
+    lean.write_text(PLAIN.replace("strategy.candidate_epochs=1]", "strategy.candidate_epochs=1, strategy.parsimony=1.0]"))
+    source, runs = tmp_path / "a", tmp_path / "b"
+    assert main(["bench", str(plain), "--runs", str(source)]) == 0
+    assert reselect.main([str(lean), "--from", str(source), "--seeds", "0", "--runs", str(runs)]) == 0
+    row, = [json.loads(line) for line in (runs / "bench.jsonl").read_text().splitlines()]
+    found = json.loads((Path(row["run"]) / "search.json").read_text())
+    smallest = min(found["trials"], key=lambda t: (t["parameters"], -t["value"], t["trial"]))
+    assert row["arch"] == smallest["arch"] and found["parsimony"]["within"] == 3
+    assert row["candidate_epochs"] == 3  # the search's, nothing more

@@ -648,3 +648,51 @@ def test_finalist_folds_beyond_the_data_are_refused_before_the_run(dataset) -> N
                                            "validation conversations: expected 2 to 4 folds"):
         RandomSearch(RandomConfig(trials=2, finalists=1, finalist_folds=5)).check_data(small)
     RandomSearch(RandomConfig(trials=2, finalists=1, finalist_folds=4)).check_data(small)
+
+
+def test_parsimony_keeps_the_smallest_model_within_the_tolerance() -> None:
+    """``parsimonious``: of the eligible trials within ``tolerance`` of the best, the fewest parameters
+    win (then the better value); a pruned or diverged trial never does; a lower-is-better metric
+    counts the tolerance upwards; with finalists, their final values are the pool."""
+    from types import SimpleNamespace
+    from nasmerc.nas.population import parsimonious
+
+    def trial(n, value, parameters, **extra):
+        return {"trial": n, "arch": {"a": n}, "value": value, "parameters": parameters, "metrics": {"m": value}, **extra}
+
+    trials = [trial(1, 0.70, 900), trial(2, 0.69, 300), trial(3, 0.68, 100), trial(4, 0.695, 50, pruned=True),
+              trial(5, 0.60, 10), trial(6, 0.69, 300)]
+    result = SearchResult(arch={"a": 1}, metric="waf", best_value=0.70, best_epoch=1, supernet_parameters=0,
+                          derived_parameters=900, extra={"trials": trials, "best_trial": 1, "valid": {"m": 0.70}})
+    ctx = SimpleNamespace(evaluator=SimpleNamespace(higher_is_better=True))
+    kept = parsimonious(result, ctx, 0.015)
+    assert kept.arch == {"a": 2} and kept.best_value == 0.69 and kept.derived_parameters == 300
+    assert kept.extra["parsimony"] == {"tolerance": 0.015, "best_by_value": 1, "within": 3, "chosen": 2}
+    assert kept.extra["best_trial"] == 2 and kept.extra["valid"] == {"m": 0.69}
+    assert parsimonious(result, ctx, 0.025).arch == {"a": 3}
+    assert parsimonious(result, ctx, 0.001).arch == {"a": 1}  # only the best is within
+    lower = SimpleNamespace(evaluator=SimpleNamespace(higher_is_better=False))
+    mae = dataclasses_replace(result, extra={**result.extra, "trials": [trial(1, 0.50, 900), trial(2, 0.52, 100),
+                                                                        trial(3, 0.49, 500)]})
+    assert parsimonious(mae, lower, 0.02).arch == {"a": 3}   # 0.52 is 0.03 above the best 0.49
+    assert parsimonious(mae, lower, 0.03).arch == {"a": 2}
+    finals = dataclasses_replace(result, extra={**result.extra, "finalists": [
+        {**trial(1, 0.70, 900), "final_value": 0.66}, {**trial(3, 0.68, 100), "final_value": 0.65}]})
+    assert parsimonious(finals, ctx, 0.02).arch == {"a": 3} and parsimonious(finals, ctx, 0.005).arch == {"a": 1}
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+    return dataclasses.replace(obj, **changes)
+
+
+def test_parsimony_runs_in_a_search(space: ToySpace, dataset, tmp_path: Path) -> None:
+    """``parsimony`` large enough to hold every trial: the search's result is its smallest trial."""
+    train = TrainConfig(epochs=1, batch_size=4, valid_rates=(0.0,))
+    ctx = SearchContext(space=space, dataset=dataset, train=train, device=torch.device("cpu"), seed=2,
+                        events=Events(), run_dir=tmp_path)
+    result = RandomSearch(RandomConfig(trials=4, candidate_epochs=1, parsimony=1.0)).search(ctx)
+    smallest = min(result.extra["trials"], key=lambda t: (t["parameters"], -t["value"], t["trial"]))
+    assert result.arch == smallest["arch"] and result.extra["parsimony"]["within"] == 4
+    with pytest.raises(NasmercError, match=r"parsimony=-0.1: expected a finite number >= 0"):
+        RandomConfig(parsimony=-0.1)

@@ -243,7 +243,10 @@ class PopulationStrategy(Strategy):
                                   inherit=self.oneshot)
         finalists = oneshot.finalists_of(self.config)
         folds = int(getattr(self.config, "finalist_folds", 0))
-        return choose_finalist(result, ctx, finalists, folds) if finalists else result
+        if finalists:
+            result = choose_finalist(result, ctx, finalists, folds)
+        tolerance = float(getattr(self.config, "parsimony", 0.0))
+        return parsimonious(result, ctx, tolerance) if tolerance else result
 
     def check_data(self, dataset: ConversationDataset) -> None:
         """``finalist_folds`` no more than the training and validation conversations."""
@@ -308,6 +311,40 @@ def check_local_steps(where: str, steps: int, study: str = "") -> None:
     if steps and study:
         raise NasmercError(f"{where}: local_steps={steps} with study={study!r}: a local search runs in one "
                            "process; run it without a shared study (local_steps=0 there)")
+
+
+def parsimonious(result: SearchResult, ctx: SearchContext, tolerance: float) -> SearchResult:
+    """The smallest model among those within ``tolerance`` of the best (``parsimony``): the
+    one-standard-error rule of Breiman, Friedman, Olshen and Stone (*Classification and Regression
+    Trees*, 1984, sec. 3.4.3), with ``tolerance`` (in the metric's units) standing for the error of the
+    validation estimate. A validation split of a few conversations cannot tell models apart by less
+    than that, and of models it cannot tell apart the one with the fewest parameters is the one least
+    fitted to the training split. The pool is the finalists (their ``final_value``) when the search had
+    them, else every trial that could be the result (not pruned, not diverged); the fewest parameters
+    win, then the better value, then the earlier trial. ``extra["parsimony"]`` records the tolerance,
+    the best trial by value and the chosen one."""
+    evaluator = ctx.evaluator
+    if "finalists" in result.extra:
+        pool = [{**f, "value": f["final_value"]} for f in result.extra["finalists"]]
+    else:
+        pool = [t for t in result.extra["trials"] if not (t.get("pruned") or t.get("diverged"))]
+    if not pool:
+        return result
+    sign = 1.0 if evaluator.higher_is_better else -1.0
+    top = max(sign * t["value"] for t in pool)
+    within = [t for t in pool if sign * t["value"] >= top - tolerance]
+    chosen = min(within, key=lambda t: (int(t["parameters"]), -sign * t["value"], t["trial"]))
+    return dataclasses.replace(
+        result, arch=dict(chosen["arch"]), best_value=float(chosen["value"]), best_epoch=int(chosen["trial"]),
+        derived_parameters=int(chosen["parameters"]),
+        extra={**result.extra, "valid": chosen["metrics"], "best_trial": chosen["trial"],
+               "parsimony": {"tolerance": tolerance, "best_by_value": result.extra.get("best_trial"),
+                             "within": len(within), "chosen": chosen["trial"]}})
+
+
+def check_parsimony(where: str, tolerance: float) -> None:
+    """``parsimony``: a finite tolerance >= 0 (0: the best value wins)."""
+    checks.non_negative(where, parsimony=tolerance)
 
 
 FINALIST_FOLDS_MAX = 10

@@ -1,15 +1,16 @@
-"""Choose a finished bench search's finalists again, by cross-validation, without searching again.
+"""Choose a finished bench search's result again under other selection options, without searching again.
 
-    python benchmarks/refold.py benchmarks/grids/merc_tpe_hyperband_cv.yaml --from runs/merc_tpe_hyperband \\
+    python benchmarks/reselect.py benchmarks/grids/merc_tpe_hyperband_cv.yaml --from runs/merc_tpe_hyperband \\
         --seeds 3,4 --runs runs/merc_tpe_hyperband_cv
 
-The grid has one cell whose ``set`` is another cell's plus ``strategy.finalists`` and
-``strategy.finalist_folds`` (``nasmerc.nas.population.choose_finalist``). For each seed, that other
+The grid has one cell whose ``set`` is another cell's plus selection options: ``strategy.finalists``,
+``strategy.finalist_folds`` (``nasmerc.nas.population.choose_finalist``) and ``strategy.parsimony``
+(``nasmerc.nas.population.parsimonious``). For each seed, that other
 cell's finished search under ``--from`` (a ``nasmerc bench`` runs folder, its ``bench.jsonl`` beside)
-is copied to this cell's run folder, its record given this cell's finalist options, and resumed as
+is copied to this cell's run folder, its record given this cell's selection options, and resumed as
 ``nasmerc search --resume`` resumes a run: every candidate of the search is a request already in its
 ``candidates.jsonl`` and is answered from there (a request gives the same result every time), so only
-the finalists' folds train (the search's retrained model is not copied). The run is then retrained
+the finalists (and their folds) train (the search's retrained model is not copied). The run is then retrained
 and evaluated as ``nasmerc bench`` does and its row appended to ``RUNS/bench.jsonl``; its ``search_seconds`` are the original search's plus the
 resumed run's, so the row reads as if the cell had run from the start. A seed already in the results
 file is skipped.
@@ -32,18 +33,19 @@ from nasmerc.errors import NasmercError
 from nasmerc.runs import read_yaml
 from nasmerc.workflow import resume_search
 
-FINALIST_KEYS = ("strategy.finalists=", "strategy.finalist_folds=")
+SELECTION_KEYS = ("strategy.finalists=", "strategy.finalist_folds=", "strategy.parsimony=")
 
 
-def refold(grid: Grid, source: Path, seeds: list[int], runs: Path) -> list[dict]:
+def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path) -> list[dict]:
     if len(grid.cells) != 1:
-        raise NasmercError(f"refold: the grid has {len(grid.cells)} cells: expected one")
+        raise NasmercError(f"reselect: the grid has {len(grid.cells)} cells: expected one")
     cell = grid.cells[0]
-    options = {s.split("=", 1)[0].removeprefix("strategy."): int(s.split("=", 1)[1])
-               for s in cell.sets if s.startswith(FINALIST_KEYS)}
-    if "finalist_folds" not in options:
-        raise NasmercError("refold: the grid's cell sets no strategy.finalist_folds: expected a cross-validated choice")
-    plain = replace(cell, sets=tuple(s for s in cell.sets if not s.startswith(FINALIST_KEYS)))
+    options = {s.split("=", 1)[0].removeprefix("strategy."): yaml.safe_load(s.split("=", 1)[1])
+               for s in cell.sets if s.startswith(SELECTION_KEYS)}
+    if not options:
+        raise NasmercError("reselect: the grid's cell sets no selection option: expected one of "
+                           + ", ".join(k.rstrip("=") for k in SELECTION_KEYS))
+    plain = replace(cell, sets=tuple(s for s in cell.sets if not s.startswith(SELECTION_KEYS)))
     source_rows = {run_key_of(r): r for r in read_results(source / RESULTS_FILE)}
     results = runs / RESULTS_FILE
     done = {run_key_of(r) for r in read_results(results)}
@@ -54,11 +56,11 @@ def refold(grid: Grid, source: Path, seeds: list[int], runs: Path) -> list[dict]
                 continue
             origin = source_rows.get(run_key(plain, data, seed, grid.sets))
             if origin is None:
-                raise NasmercError(f"refold: {source / RESULTS_FILE} has no finished {plain.name} on {data}, seed {seed}")
+                raise NasmercError(f"reselect: {source / RESULTS_FILE} has no finished {plain.name} on {data}, seed {seed}")
             run = runs / cell.folder / data / f"seed{seed}"
             searched = source / plain.folder / data / f"seed{seed}"
             if run.exists():
-                shutil.rmtree(run)  # a refold not in the results file did not finish: made anew
+                shutil.rmtree(run)  # a reselection not in the results file did not finish: made anew
             shutil.copytree(searched, run,
                             ignore=lambda folder, names: ["retrain"] if Path(folder) == searched else [])
             config = read_yaml(run / "config.yaml", "the config.yaml of a nasmerc run folder")
@@ -66,18 +68,18 @@ def refold(grid: Grid, source: Path, seeds: list[int], runs: Path) -> list[dict]
             (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             events = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()
             if not events or json.loads(events[-1]).get("type") != "run_end":
-                raise NasmercError(f"refold: {plain.name} on {data}, seed {seed} did not finish (its events end "
+                raise NasmercError(f"reselect: {plain.name} on {data}, seed {seed} did not finish (its events end "
                                    "without run_end)")
             (run / "events.jsonl").write_text("\n".join(events[:-1]) + "\n", encoding="utf-8")
             for name in ("arch.yaml", "search.json"):
                 (run / name).unlink(missing_ok=True)
-            print(f"refold: {cell.name} on {data}, seed {seed} ...", flush=True)
+            print(f"reselect: {cell.name} on {data}, seed {seed} ...", flush=True)
             t0 = time.time()
             resume_search(str(run))
             row = finish_run(cell, data, seed, grid.sets, run, origin["search_seconds"] + time.time() - t0)
             with results.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
-            print(f"refold: {cell.name} on {data}, seed {seed}: share of the oracle "
+            print(f"reselect: {cell.name} on {data}, seed {seed}: share of the oracle "
                   f"{100 * row['share_of_oracle']:.1f} %, {row['candidate_epochs']} candidate-epochs", flush=True)
             rows.append(row)
     return rows
@@ -86,19 +88,19 @@ def refold(grid: Grid, source: Path, seeds: list[int], runs: Path) -> list[dict]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("grid")
-    parser.add_argument("--from", dest="source", required=True, help="the runs folder of the searches to refold")
+    parser.add_argument("--from", dest="source", required=True, help="the runs folder of the finished searches")
     parser.add_argument("--seeds", required=True, help="seeds, 0,1,2")
     parser.add_argument("--runs", required=True)
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
-        print(f"refold: --seeds {args.seeds!r}: expected integers separated by commas", file=sys.stderr)
+        print(f"reselect: --seeds {args.seeds!r}: expected integers separated by commas", file=sys.stderr)
         return 2
     try:
-        refold(Grid.from_yaml(args.grid), Path(args.source), seeds, Path(args.runs))
+        reselect(Grid.from_yaml(args.grid), Path(args.source), seeds, Path(args.runs))
     except NasmercError as exc:
-        print(f"refold: error: {exc}", file=sys.stderr)
+        print(f"reselect: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
