@@ -13,7 +13,9 @@ is copied to this cell's run folder, its record given this cell's selection opti
 the finalists (and their folds) train (the search's retrained model is not copied). The run is then retrained
 and evaluated as ``nasmerc bench`` does and its row appended to ``RUNS/bench.jsonl``; its ``search_seconds`` are the original search's plus the
 resumed run's, so the row reads as if the cell had run from the start. A seed already in the results
-file is skipped.
+file is skipped. ``--source-grid`` names the grid of the finished searches when their cell has
+selection options of its own (a cross-validated choice reselected by parsimony): those are replaced
+by the grid's cell's, and the row's seconds then include the source's finalists.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from nasmerc.workflow import resume_search
 SELECTION_KEYS = ("strategy.finalists=", "strategy.finalist_folds=", "strategy.parsimony=")
 
 
-def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path) -> list[dict]:
+def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid: Grid | None = None) -> list[dict]:
     if len(grid.cells) != 1:
         raise NasmercError(f"reselect: the grid has {len(grid.cells)} cells: expected one")
     cell = grid.cells[0]
@@ -46,6 +48,12 @@ def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path) -> list[dic
         raise NasmercError("reselect: the grid's cell sets no selection option: expected one of "
                            + ", ".join(k.rstrip("=") for k in SELECTION_KEYS))
     plain = replace(cell, sets=tuple(s for s in cell.sets if not s.startswith(SELECTION_KEYS)))
+    if source_grid is not None:  # another selection of the same search
+        if len(source_grid.cells) != 1 or replace(source_grid.cells[0], sets=tuple(
+                s for s in source_grid.cells[0].sets if not s.startswith(SELECTION_KEYS))) != plain:
+            raise NasmercError("reselect: --source-grid: expected one cell, the same search as the grid's cell "
+                               "with other selection options")
+        plain = source_grid.cells[0]
     source_rows = {run_key_of(r): r for r in read_results(source / RESULTS_FILE)}
     results = runs / RESULTS_FILE
     done = {run_key_of(r) for r in read_results(results)}
@@ -64,7 +72,9 @@ def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path) -> list[dic
             shutil.copytree(searched, run,
                             ignore=lambda folder, names: ["retrain"] if Path(folder) == searched else [])
             config = read_yaml(run / "config.yaml", "the config.yaml of a nasmerc run folder")
-            config["strategy_config"] = {**config.get("strategy_config", {}), **options}
+            kept = {k: v for k, v in config.get("strategy_config", {}).items()
+                    if f"strategy.{k}=" not in SELECTION_KEYS}
+            config["strategy_config"] = {**kept, **options}
             (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             events = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()
             if not events or json.loads(events[-1]).get("type") != "run_end":
@@ -91,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="source", required=True, help="the runs folder of the finished searches")
     parser.add_argument("--seeds", required=True, help="seeds, 0,1,2")
     parser.add_argument("--runs", required=True)
+    parser.add_argument("--source-grid", help="the grid of the finished searches, when their cell has selection "
+                                              "options of its own (default: the grid's cell without its options)")
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -98,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reselect: --seeds {args.seeds!r}: expected integers separated by commas", file=sys.stderr)
         return 2
     try:
-        reselect(Grid.from_yaml(args.grid), Path(args.source), seeds, Path(args.runs))
+        reselect(Grid.from_yaml(args.grid), Path(args.source), seeds, Path(args.runs),
+                 Grid.from_yaml(args.source_grid) if args.source_grid else None)
     except NasmercError as exc:
         print(f"reselect: error: {exc}", file=sys.stderr)
         return 2

@@ -197,3 +197,25 @@ def test_reselect_with_parsimony_keeps_the_smallest_trial(tmp_path: Path) -> Non
     smallest = min(found["trials"], key=lambda t: (t["parameters"], -t["value"], t["trial"]))
     assert row["arch"] == smallest["arch"] and found["parsimony"]["within"] == 3
     assert row["candidate_epochs"] == 3  # the search's, nothing more
+
+
+def test_reselect_from_another_selection_replaces_its_options(tmp_path: Path, capsys) -> None:
+    """``--source-grid``: a search chosen with finalists, reselected by parsimony alone: the finalist
+    options leave the record, and a source grid of another search is refused."""
+    reselect = benchmark_module("reselect", "reselect")
+    final, lean, other = tmp_path / "final.yaml", tmp_path / "lean.yaml", tmp_path / "other.yaml"
+    final.write_text(PLAIN.replace("strategy.candidate_epochs=1]", "strategy.candidate_epochs=1, strategy.finalists=2]"))
+    lean.write_text(PLAIN.replace("strategy.candidate_epochs=1]", "strategy.candidate_epochs=1, strategy.parsimony=1.0]"))
+    other.write_text(PLAIN.replace("strategy.trials=3", "strategy.trials=2"))
+    source, runs = tmp_path / "a", tmp_path / "b"
+    assert main(["bench", str(final), "--runs", str(source)]) == 0
+    args = [str(lean), "--from", str(source), "--seeds", "0", "--runs", str(runs)]
+    assert reselect.main([*args, "--source-grid", str(other)]) == 2
+    assert "the same search as the grid's cell" in capsys.readouterr().err and not runs.exists()
+    assert reselect.main([*args, "--source-grid", str(final)]) == 0
+    row, = [json.loads(line) for line in (runs / "bench.jsonl").read_text().splitlines()]
+    found = json.loads((Path(row["run"]) / "search.json").read_text())
+    assert "finalists" not in found and found["parsimony"]["within"] == 3
+    import yaml
+    options = yaml.safe_load((Path(row["run"]) / "config.yaml").read_text())["strategy_config"]
+    assert "finalists" not in options and options["parsimony"] == 1.0 and options["trials"] == 3
