@@ -4,8 +4,8 @@
         --seeds 3,4 --runs runs/merc_tpe_hyperband_cv
 
 The grid has one cell whose ``set`` is another cell's plus selection options: ``strategy.finalists``,
-``strategy.finalist_folds`` (``nasmerc.nas.population.choose_finalist``) and ``strategy.parsimony``
-(``nasmerc.nas.population.parsimonious``). For each seed, that other
+``strategy.finalist_folds`` (``nasmerc.nas.selection.choose_finalist``) and ``strategy.parsimony``
+(``nasmerc.nas.selection.parsimonious``). For each seed, that other
 cell's finished search under ``--from`` (a ``nasmerc bench`` runs folder, its ``bench.jsonl`` beside)
 is copied to this cell's run folder, its record given this cell's selection options, and resumed as
 ``nasmerc search --resume`` resumes a run: every candidate of the search is a request already in its

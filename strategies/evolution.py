@@ -102,9 +102,9 @@ from nasmerc.nas import storage
 from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.oneshot import check_evaluation, finalists_of
-from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_finalist_folds,
-                                    check_local_steps, check_parsimony, decode, encode, genes, inherit_weights,
-                                    perturb_weights, sample_genome, search_result)
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps, decode,
+                                    encode, genes, inherit_weights, perturb_weights, sample_genome, search_result)
+from nasmerc.nas.selection import check_finalist_folds, check_parsimony
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext, SearchResult
 from nasmerc.study import StudyProposer, individuals, is_individual, slot_records, slot_states
@@ -121,10 +121,10 @@ class EvolutionConfig:
     """Retrained from scratch at the end; unset: 0, or 3 with ``evaluation=oneshot``."""
     finalist_folds: int = 0
     """Choose between the finalists by cross-validation over this many folds of the training and
-    validation conversations (0: on the validation split; ``nasmerc.nas.population.choose_finalist``)."""
+    validation conversations (0: on the validation split; ``nasmerc.nas.selection.choose_finalist``)."""
     parsimony: float = 0.0
     """Keep the smallest candidate within this much of the best validation value (0: the best;
-    ``nasmerc.nas.population.parsimonious``)."""
+    ``nasmerc.nas.selection.parsimonious``)."""
     tournament: int = 3
     cx_prob: float = 0.5
     mut_prob: float = 0.3

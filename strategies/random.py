@@ -31,8 +31,8 @@ from nasmerc import checks
 from nasmerc.config import plain
 from nasmerc.nas import storage
 from nasmerc.nas.oneshot import check_evaluation, finalists_of
-from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, check_finalist_folds, check_local_steps,
-                                    check_parsimony, sample_arch)
+from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, check_local_steps, sample_arch
+from nasmerc.nas.selection import check_finalist_folds, check_parsimony
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext
 from nasmerc.study import StudyProposer
@@ -46,10 +46,10 @@ class RandomConfig:
     """Retrained from scratch at the end; unset: 0, or 3 with ``evaluation=oneshot``."""
     finalist_folds: int = 0
     """Choose between the finalists by cross-validation over this many folds of the training and
-    validation conversations (0: on the validation split; ``nasmerc.nas.population.choose_finalist``)."""
+    validation conversations (0: on the validation split; ``nasmerc.nas.selection.choose_finalist``)."""
     parsimony: float = 0.0
     """Keep the smallest candidate within this much of the best validation value (0: the best;
-    ``nasmerc.nas.population.parsimonious``)."""
+    ``nasmerc.nas.selection.parsimonious``)."""
     storage: str = ""
     study: str = ""
     heartbeat: int = 10

@@ -655,7 +655,7 @@ def test_parsimony_keeps_the_smallest_model_within_the_tolerance() -> None:
     win (then the better value); a pruned or diverged trial never does; a lower-is-better metric
     counts the tolerance upwards; with finalists, their final values are the pool."""
     from types import SimpleNamespace
-    from nasmerc.nas.population import parsimonious
+    from nasmerc.nas.selection import parsimonious
 
     def trial(n, value, parameters, **extra):
         return {"trial": n, "arch": {"a": n}, "value": value, "parameters": parameters, "metrics": {"m": value}, **extra}

@@ -29,7 +29,7 @@ evolution and TPE; everything runs through the :class:`~nasmerc.nas.evaluator.Ev
    nothing to recalibrate.
 
 Then the strategy's ``finalists`` (default :data:`ONESHOT_FINALISTS` here) train from scratch for
-``train.epochs`` and the best on validation is the result (``nasmerc.nas.population.choose_finalist``).
+``train.epochs`` and the best on validation is the result (``nasmerc.nas.selection.choose_finalist``).
 """
 
 from __future__ import annotations
