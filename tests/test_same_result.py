@@ -83,12 +83,13 @@ def test_same_seed_same_result(pair: str, tmp_path: Path) -> None:
 
 
 def same(got, want, key: str = "") -> bool:
-    """``got == want`` in every key and item, except that a ``loss`` is within a relative 1e-6 (float32
-    rounding)."""
+    """``got == want`` in every key and item, except that a ``loss`` is within a relative 1e-5: a mean
+    of float32 terms summed in another order (another CPU's kernels; CORECT's graph scatters) moves in
+    the 6th digit, while every metric, which counts decisions, stays exact."""
     if isinstance(want, dict):
         return isinstance(got, dict) and got.keys() == want.keys() and all(same(got[k], want[k], k) for k in want)
     if isinstance(want, list):
         return isinstance(got, list) and len(got) == len(want) and all(same(g, w, key) for g, w in zip(got, want))
     if key == "loss" and isinstance(want, float) and isinstance(got, float):
-        return math.isclose(got, want, rel_tol=1e-6)
+        return math.isclose(got, want, rel_tol=1e-5)
     return got == want
