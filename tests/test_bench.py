@@ -219,3 +219,18 @@ def test_reselect_from_another_selection_replaces_its_options(tmp_path: Path, ca
     import yaml
     options = yaml.safe_load((Path(row["run"]) / "config.yaml").read_text())["strategy_config"]
     assert "finalists" not in options and options["parsimony"] == 1.0 and options["trials"] == 3
+
+
+def test_reselect_report_reads_the_kept_reselections(capsys) -> None:
+    """``benchmarks/reselect_report.py`` on the kept merc reselections: every selection of the same
+    searches is paired with the best-on-validation choice (``parsimony=0`` counts as it) and the baseline."""
+    report = benchmark_module("reselect_report", "reselect_report")
+    kept = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bench_merc_reselect.jsonl"
+    text = report.report(bench.read_results(kept))
+    lines = text.splitlines()
+    assert lines[0].split("  ")[:2] == ["seed", "best on validation"] and [l.split()[0] for l in lines[1:4]] == ["2", "3", "4"]
+    assert any(l.startswith("strategy.parsimony=0.01: ") and "vs best on validation" in l for l in lines)
+    assert any(l.startswith("strategy.finalists=3 strategy.finalist_folds=3: ") for l in lines)
+    assert text == (kept.parent / "bench_merc_reselect_report.txt").read_text().rstrip("\n")
+    assert report.main([str(kept.parent / "missing.jsonl")]) == 2
+    assert "no such results file" in capsys.readouterr().err
