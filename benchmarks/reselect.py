@@ -40,18 +40,18 @@ SELECTION_KEYS = ("strategy.finalists=", "strategy.finalist_folds=", "strategy.p
 
 def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid: Grid | None = None) -> list[dict]:
     if len(grid.cells) != 1:
-        raise NasmercError(f"reselect: the grid has {len(grid.cells)} cells: expected one")
+        raise NasmercError(f"the grid has {len(grid.cells)} cells: expected one")
     cell = grid.cells[0]
     options = {s.split("=", 1)[0].removeprefix("strategy."): yaml.safe_load(s.split("=", 1)[1])
                for s in cell.sets if s.startswith(SELECTION_KEYS)}
     if not options:
-        raise NasmercError("reselect: the grid's cell sets no selection option: expected one of "
+        raise NasmercError("the grid's cell sets no selection option: expected one of "
                            + ", ".join(k.rstrip("=") for k in SELECTION_KEYS))
     plain = replace(cell, sets=tuple(s for s in cell.sets if not s.startswith(SELECTION_KEYS)))
     if source_grid is not None:  # another selection of the same search
         if len(source_grid.cells) != 1 or replace(source_grid.cells[0], sets=tuple(
                 s for s in source_grid.cells[0].sets if not s.startswith(SELECTION_KEYS))) != plain:
-            raise NasmercError("reselect: --source-grid: expected one cell, the same search as the grid's cell "
+            raise NasmercError("--source-grid: expected one cell, the same search as the grid's cell "
                                "with other selection options")
         plain = source_grid.cells[0]
     source_rows = {run_key_of(r): r for r in read_results(source / RESULTS_FILE)}
@@ -64,7 +64,7 @@ def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid
                 continue
             origin = source_rows.get(run_key(plain, data, seed, grid.sets))
             if origin is None:
-                raise NasmercError(f"reselect: {source / RESULTS_FILE} has no finished {plain.name} on {data}, seed {seed}")
+                raise NasmercError(f"{source / RESULTS_FILE} has no finished {plain.name} on {data}, seed {seed}")
             run = runs / cell.folder / data / f"seed{seed}"
             searched = source / plain.folder / data / f"seed{seed}"
             if run.exists():
@@ -78,7 +78,7 @@ def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid
             (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             events = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()
             if not events or json.loads(events[-1]).get("type") != "run_end":
-                raise NasmercError(f"reselect: {plain.name} on {data}, seed {seed} did not finish (its events end "
+                raise NasmercError(f"{plain.name} on {data}, seed {seed} did not finish (its events end "
                                    "without run_end)")
             (run / "events.jsonl").write_text("\n".join(events[:-1]) + "\n", encoding="utf-8")
             for name in ("arch.yaml", "search.json"):

@@ -46,7 +46,7 @@ def report(rows: Sequence[Mapping[str, Any]]) -> str:
             continue
         shares.setdefault(selection_of(row), {})[int(row["seed"])] = float(row["share_of_oracle"])
     if BEST not in shares:
-        raise NasmercError("reselect report: no best-on-validation row (a cell without selection options)")
+        raise NasmercError("no best-on-validation row (a cell without selection options)")
     seeds = sorted(shares[BEST])
     baselines = sorted(k for k in shares if any(r["role"] == "baseline" and r["cell"] == k for r in rows))
     names = [BEST, *sorted(k for k in shares if k != BEST and k not in baselines), *baselines]
