@@ -32,10 +32,11 @@ import yaml
 
 from nasmerc.bench import RESULTS_FILE, Grid, finish_run, read_results, run_key, run_key_of
 from nasmerc.errors import NasmercError
+from nasmerc.nas.selection import OPTIONS
 from nasmerc.runs import read_yaml
 from nasmerc.workflow import resume_search
 
-SELECTION_KEYS = ("strategy.finalists=", "strategy.finalist_folds=", "strategy.parsimony=")
+SELECTION_KEYS = tuple(f"strategy.{name}=" for name in OPTIONS)
 
 
 def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid: Grid | None = None) -> list[dict]:
@@ -73,7 +74,7 @@ def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid
                             ignore=lambda folder, names: ["retrain"] if Path(folder) == searched else [])
             config = read_yaml(run / "config.yaml", "the config.yaml of a nasmerc run folder")
             kept = {k: v for k, v in config.get("strategy_config", {}).items()
-                    if f"strategy.{k}=" not in SELECTION_KEYS}
+                    if k not in OPTIONS}
             config["strategy_config"] = {**kept, **options}
             (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             events = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()

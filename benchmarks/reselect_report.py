@@ -19,8 +19,9 @@ from typing import Any, Mapping, Sequence
 
 from nasmerc.bench import Spread, read_results
 from nasmerc.errors import NasmercError
+from nasmerc.nas.selection import OPTIONS
 
-SELECTION_KEYS = ("strategy.finalists=", "strategy.finalist_folds=", "strategy.parsimony=")
+SELECTION_KEYS = tuple(f"strategy.{name}=" for name in OPTIONS)
 BEST = "best on validation"
 
 

@@ -22,6 +22,14 @@ from nasmerc.errors import NasmercError
 from nasmerc.nas.evaluator import CandidateRequest, Evaluator
 from nasmerc.nas.strategy import SearchContext, SearchResult
 
+OPTIONS = ("finalists", "finalist_folds", "parsimony")
+"""The strategy options of this module: they change which candidate is the result, not the search."""
+
+
+def eligible(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials that could be a search's result: not pruned, not diverged (in their order)."""
+    return [t for t in trials if not (t.get("pruned") or t.get("diverged"))]
+
 
 def parsimonious(result: SearchResult, ctx: SearchContext, tolerance: float) -> SearchResult:
     """The smallest model among those within ``tolerance`` of the best (``parsimony``): the
@@ -37,7 +45,7 @@ def parsimonious(result: SearchResult, ctx: SearchContext, tolerance: float) -> 
     if "finalists" in result.extra:
         pool = [{**f, "value": f["final_value"]} for f in result.extra["finalists"]]
     else:
-        pool = [t for t in result.extra["trials"] if not (t.get("pruned") or t.get("diverged"))]
+        pool = eligible(result.extra["trials"])
     if not pool:
         return result
     sign = 1.0 if evaluator.higher_is_better else -1.0
@@ -103,8 +111,8 @@ def choose_finalist(result: SearchResult, ctx: SearchContext, k: int, folds: int
     tell close finalists apart by chance. ``nasmerc retrain`` then trains the chosen one on the usual
     split."""
     evaluator = ctx.evaluator
-    eligible = [t for t in result.extra["trials"] if not (t.get("pruned") or t.get("diverged"))]  # ties keep the order
-    ranked = sorted(eligible, key=lambda t: -t["value"] if evaluator.higher_is_better else t["value"])
+    ranked = sorted(eligible(result.extra["trials"]),  # ties keep the order
+                    key=lambda t: -t["value"] if evaluator.higher_is_better else t["value"])
     chosen: list[dict[str, Any]] = []
     for trial in ranked:
         if all(trial["arch"] != c["arch"] for c in chosen) and len(chosen) < k:
@@ -117,19 +125,19 @@ def choose_finalist(result: SearchResult, ctx: SearchContext, k: int, folds: int
                 per_fold.append(fold.score_all(requests))
             finally:
                 fold.close()
-        scores = [per_fold[0][i] for i in range(len(chosen))]
+        scores = per_fold[0]  # the parameters: the same model in every fold
         fold_values = [[fold[i].value for fold in per_fold] for i in range(len(chosen))]
-        fold_metrics = [{m: sum(fold[i].metrics[m] for fold in per_fold) / folds for m in per_fold[0][i].metrics}
-                        for i in range(len(chosen))]
+        values = [sum(v) / folds for v in fold_values]
+        scored = [{m: sum(fold[i].metrics[m] for fold in per_fold) / folds for m in scores[i].metrics}
+                  for i in range(len(chosen))]
     else:
         scores = evaluator.score_all(requests)
+        values, scored = [score.value for score in scores], [score.metrics for score in scores]
     finalists, best = [], None
     for i, (trial, score) in enumerate(zip(chosen, scores)):
         record = {"trial": trial["trial"], "arch": trial["arch"], "value": trial["value"],
-                  "final_value": score.value, "metrics": score.metrics, "parameters": score.parameters}
-        if folds:
-            record.update(final_value=sum(fold_values[i]) / folds, fold_values=fold_values[i],
-                          metrics=fold_metrics[i])
+                  "final_value": values[i], "metrics": scored[i], "parameters": score.parameters,
+                  **({"fold_values": fold_values[i]} if folds else {})}
         finalists.append(record)
         ctx.events.emit("finalist", **{k: v for k, v in record.items() if k != "metrics"}, metric=evaluator.metric)
         if best is None or metrics.is_better(evaluator.metric, record["final_value"], best["final_value"]):
