@@ -163,6 +163,36 @@ def test_run_files_share_one_mode(tmp_path: Path) -> None:
     assert set(modes.values()) == {0o666 & ~mask}, modes
 
 
+def test_a_signal_during_a_checkpoint_write_waits_for_the_complete_file(tmp_path: Path) -> None:
+    """SIGTERM inside ``torch.save`` would break its zip writer and hide the interruption: the write
+    completes, then the handler that was there raises."""
+    import collections
+    import signal
+
+    from nasmerc.io import write_torch
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop
+
+    class Kill:  # pickled mid-save: the signal arrives while torch.save is writing
+        def __reduce__(self) -> tuple[object, tuple[()]]:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return (collections.OrderedDict, ())
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(Stop):
+            write_torch(tmp_path / "ckpt.pt", {"w": torch.ones(3), "kill": Kill()})
+        assert signal.getsignal(signal.SIGTERM) is stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert torch.equal(torch.load(tmp_path / "ckpt.pt", weights_only=True)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
 def test_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
     """A killed DARTS search's checkpoint is a plain weights_only file; a finished run removes it."""
     out = tmp_path / "run"
