@@ -129,11 +129,13 @@ def search(space: str | None = None, strategy: str | None = None, *, data: str |
     same_space = spec.space == base.space  # a config file's space settings belong to its own space
     space_obj = get_search_space(spec.space).from_preset(dataset.signature, spec.preset,
                                                          {**(spec.space_config if same_space else {}), **sections.space})
-    strategy_name = (strategy or spec.strategy or getattr(space_obj, "default_strategy", None)
+    by_default = not (strategy or spec.strategy) and space_obj.default_strategy is not None
+    strategy_name = (strategy or spec.strategy or space_obj.default_strategy
                      or ("darts" if space_obj.choices() else "fixed"))
     strategy_cls = get_strategy(strategy_name)
     same_strategy = strategy_name == spec.strategy
-    strategy_obj = strategy_cls.from_overrides({**(spec.strategy_config if same_strategy else {}),
+    strategy_obj = strategy_cls.from_overrides({**(space_obj.default_strategy_config if by_default else {}),
+                                                **(spec.strategy_config if same_strategy else {}),
                                                 **sections.strategy})
     spec = spec.with_(space_config=space_obj.config_dict(), data_overrides=data_overrides,
                       signature=dataset.signature, train=train_cfg, strategy=strategy_name,

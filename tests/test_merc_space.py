@@ -12,6 +12,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import TINY, random_conversations, utterance_batch
 from nasmerc.data.batch import Batch, collate
@@ -319,19 +320,30 @@ def test_every_named_architecture_on_two_modalities_at_utterance_level() -> None
             assert space.build(named_arch(name, sig))(batch_for(sig)).logits.shape == (3,)
 
 
-def test_search_takes_evolution_by_default(tmp_path) -> None:
-    """``nasmerc search --space merc`` names no strategy: the space's default, evolution, searches every gene."""
+def test_search_takes_tpe_with_hyperband_by_default(tmp_path) -> None:
+    """``nasmerc search --space merc`` names no strategy: the space's default, TPE with its Hyperband
+    and parsimony settings, searches every gene; ``--set strategy.KEY`` still wins over those settings,
+    and a strategy named on the command line starts from its own defaults."""
     import json
 
     from nasmerc.cli import main
 
+    tiny = ["--set", "hidden_dim=16", "--set", "n_heads=2", "--set", "graph_heads=2",
+            *[f"--set=data.{k}={v}" for k, v in TINY.items()]]
     out = tmp_path / "run"
-    assert main(["search", "--space", "merc", "--no-dashboard", "--out", str(out), "--population", "2",
-                 "--generations", "1", "--set", "strategy.candidate_epochs=1", "--set", "hidden_dim=16",
-                 "--set", "n_heads=2", "--set", "graph_heads=2",
-                 *[f"--set=data.{k}={v}" for k, v in TINY.items()]]) == 0
+    assert main(["search", "--space", "merc", "--no-dashboard", "--out", str(out), "--set", "strategy.trials=3",
+                 "--set", "strategy.startup_trials=2", "--set", "strategy.candidate_epochs=2",
+                 "--set", "strategy.min_epochs=1", "--set", "strategy.reduction_factor=2", *tiny]) == 0
     summary = json.loads((out / "search.json").read_text())
-    assert summary["strategy"] == "evolution" and {"speaker", "missing_loss", "unimodal_weight"} <= set(summary["arch"])
+    assert summary["strategy"] == "tpe" and {"speaker", "missing_loss", "unimodal_weight"} <= set(summary["arch"])
+    config = yaml.safe_load((out / "config.yaml").read_text())["strategy_config"]
+    assert config["pruner"] == "hyperband" and config["parsimony"] == MercSpace.default_strategy_config["parsimony"]
+    assert (config["trials"], config["candidate_epochs"], config["min_epochs"]) == (3, 2, 1)
+    named = tmp_path / "named"
+    assert main(["search", "--space", "merc", "--strategy", "tpe", "--no-dashboard", "--out", str(named),
+                 "--set", "strategy.trials=1", "--set", "strategy.candidate_epochs=1", *tiny]) == 0
+    config = yaml.safe_load((named / "config.yaml").read_text())["strategy_config"]
+    assert config["pruner"] == "median" and config["parsimony"] == 0.0
 
 
 def test_evolution_starts_from_the_named_architectures(dataset, tmp_path) -> None:

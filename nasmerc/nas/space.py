@@ -42,6 +42,10 @@ class SearchSpace(ABC):
     """The strategy ``nasmerc search --space NAME`` takes when none is named, on the command line or in
     a config file (``None``: ``darts``, or ``fixed`` for a space with nothing to search). A space sets
     it when its paper searches another way: ``iteach`` searches with its router (eqs. 8-9)."""
+    default_strategy_config: ClassVar[dict[str, Any]] = {}
+    """The settings of :attr:`default_strategy` when the search takes it by default (``--set
+    strategy.KEY`` still wins); a strategy named on the command line or in a config file starts from
+    its own defaults."""
 
     def __init__(self, signature: DataSignature, config: Any = None) -> None:
         self.signature = signature
