@@ -450,6 +450,10 @@ class PlainProgress:
         if kind == "finalist":
             return (f"finalist: trial {ev.get('trial')}  {s.metric} {_num(ev.get('value'))} after its short "
                     f"training, {_num(ev.get('final_value'))} after the full one")
+        if kind == "simplify_step":
+            removed = f"leaves {ev.get('removed')} out" if ev.get("removed") else "keeps every component"
+            return (f"simplify step {ev.get('step')}: {ev.get('within')} of {ev.get('removals')} removals within "
+                    f"the tolerance; {removed}")
         if kind == "run_end":
             best = f"  best {s.metric} {_best(s.best, s.best_epoch)}" if s.best is not None else ""
             message = f"  {s.message}" if s.message else ""

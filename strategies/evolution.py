@@ -102,7 +102,7 @@ from nasmerc.nas import storage
 from nasmerc.nas.specs import Gene
 from nasmerc.nas.evaluator import CandidateResult
 from nasmerc.nas.oneshot import check_evaluation, finalists_of
-from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps, decode,
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps, check_simplify, climbs, decode,
                                     encode, genes, inherit_weights, perturb_weights, sample_genome, search_result)
 from nasmerc.nas.selection import check_finalist_folds, check_parsimony
 from nasmerc.nas.space import SearchSpace
@@ -145,6 +145,8 @@ class EvolutionConfig:
     """``metric`` (validation metric), ``loss`` (HAEMSA eq. 8) or ``auto`` (``loss`` with ``weights=evolve``)."""
     local_steps: int = 0
     """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
+    simplify: int = 0
+    """Steps of backward elimination from the result, within ``parsimony`` of the best (``nasmerc.nas.population.simplify``)."""
 
     def __post_init__(self) -> None:
         where = "strategy 'evolution'"
@@ -158,6 +160,7 @@ class EvolutionConfig:
         check_finalist_folds(where, self.finalist_folds, finalists_of(self))
         check_parsimony(where, self.parsimony)
         check_local_steps(where, self.local_steps, self.study)
+        check_simplify(where, self.simplify, self.study, finalists_of(self), self.evaluation)
         checks.one_of(where, "weights", self.weights, WEIGHTS)
         checks.one_of(where, "fitness", self.fitness, FITNESSES)
         if self.weight_epochs is not None:
@@ -165,10 +168,11 @@ class EvolutionConfig:
         if self.weights == "evolve" and self.evaluation == "oneshot":
             raise NasmercError(f"{where}: weights='evolve' with evaluation='oneshot': an individual's own weights "
                                "and a supernet's shared ones exclude each other; choose one")
-        if self.local_steps and (self.weights == "evolve" or self.fitness_kind == "loss"):
-            raise NasmercError(f"{where}: local_steps={self.local_steps} with weights={self.weights!r}, fitness="
-                               f"{self.fitness!r}: a local search trains architectures from scratch on the metric; "
-                               "use weights='scratch', fitness='metric'")
+        after = climbs(self)
+        if after and (self.weights == "evolve" or self.fitness_kind == "loss"):
+            raise NasmercError(f"{where}: {after} with weights={self.weights!r}, fitness={self.fitness!r}: a local "
+                               "search trains architectures from scratch on the metric; use weights='scratch', "
+                               "fitness='metric'")
         if self.storage and (self.weights == "evolve" or self.fitness_kind == "loss"):
             raise NasmercError(f"{where}: storage={storage.masked(self.storage)!r} with weights={self.weights!r}, "
                                f"fitness={self.fitness!r}: a study keeps the metric, not weights or losses; drop "

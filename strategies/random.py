@@ -31,7 +31,7 @@ from nasmerc import checks
 from nasmerc.config import plain
 from nasmerc.nas import storage
 from nasmerc.nas.oneshot import check_evaluation, finalists_of
-from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, check_local_steps, sample_arch
+from nasmerc.nas.population import PopulationStrategy, Proposal, Proposer, check_local_steps, check_simplify, sample_arch
 from nasmerc.nas.selection import check_finalist_folds, check_parsimony
 from nasmerc.nas.space import SearchSpace
 from nasmerc.nas.strategy import SearchContext
@@ -59,6 +59,8 @@ class RandomConfig:
     """The supernet's epochs with ``evaluation=oneshot`` (0: ``train.epochs``)."""
     local_steps: int = 0
     """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
+    simplify: int = 0
+    """Steps of backward elimination from the result, within ``parsimony`` of the best (``nasmerc.nas.population.simplify``)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'random'", trials=self.trials, candidate_epochs=self.candidate_epochs)
@@ -67,6 +69,7 @@ class RandomConfig:
         check_evaluation("strategy 'random'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_finalist_folds("strategy 'random'", self.finalist_folds, finalists_of(self))
         check_parsimony("strategy 'random'", self.parsimony)
+        check_simplify("strategy 'random'", self.simplify, self.study, finalists_of(self), self.evaluation)
 
 
 class RandomProposer(Proposer):

@@ -97,7 +97,7 @@ from nasmerc.nas.oneshot import check_evaluation, finalists_of
 from nasmerc.nas.storage import MASK, PASSWORD_VARIABLE, hide, masked, unmasked  # noqa: F401 (this module's API)
 from nasmerc.nas.specs import ChoiceSpec
 from nasmerc.nas.evaluator import CandidateResult
-from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps,
+from nasmerc.nas.population import (PopulationStrategy, Proposal, Proposer, TrialLog, check_local_steps, check_simplify, climbs,
                                     search_result)
 from nasmerc.nas.selection import check_finalist_folds, check_parsimony
 from nasmerc.nas.space import SearchSpace
@@ -167,6 +167,8 @@ class TPEConfig:
     """The supernet's epochs with ``evaluation=oneshot`` (0: ``train.epochs``)."""
     local_steps: int = 0
     """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
+    simplify: int = 0
+    """Steps of backward elimination from the result, within ``parsimony`` of the best (``nasmerc.nas.population.simplify``)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'tpe'", trials=self.trials, candidate_epochs=self.candidate_epochs,
@@ -175,10 +177,12 @@ class TPEConfig:
         check_evaluation("strategy 'tpe'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_finalist_folds("strategy 'tpe'", self.finalist_folds, finalists_of(self))
         check_parsimony("strategy 'tpe'", self.parsimony)
+        check_simplify("strategy 'tpe'", self.simplify, self.study, finalists_of(self), self.evaluation)
         check_objectives(self.objectives)
-        if self.local_steps and self.multi:
-            raise NasmercError(f"strategy 'tpe': local_steps={self.local_steps} with objectives="
-                               f"{','.join(self.objectives)}: a local search climbs one metric (objectives=metric)")
+        after = climbs(self)
+        if after and self.multi:
+            raise NasmercError(f"strategy 'tpe': {after} with objectives={','.join(self.objectives)}: a local "
+                               "search climbs one metric (objectives=metric)")
         if self.pruner not in PRUNERS:
             raise NasmercError(f"strategy 'tpe': pruner={self.pruner!r}: expected one of {', '.join(PRUNERS)}")
         checks.positive("strategy 'tpe'", min_epochs=self.min_epochs)

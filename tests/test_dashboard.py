@@ -180,10 +180,14 @@ def test_plain_progress_trial_and_generation_lines() -> None:
         sink.emit(ev)
     sink.emit(dict(type="generation", time=T0 + 10, generation=1, generations=4, best=0.47, mean=0.44,
                    diversity=0.5, best_genome={"op": "skip"}))
+    sink.emit(dict(type="simplify_step", time=T0 + 11, step=1, removals=3, trained=3, within=1, removed="context"))
+    sink.emit(dict(type="simplify_step", time=T0 + 12, step=2, removals=2, trained=2, within=0, removed=None))
     assert stream.getvalue().splitlines()[1:] == [
         "trial 1  waf 0.4100  best 0.4100  params 1234  5.0s",
         "trial 2  waf 0.4700  best 0.4700  params 321  4.0s",
         "generation 1/4  best 0.4700  mean 0.4400  diversity 0.500",
+        "simplify step 1: 1 of 3 removals within the tolerance; leaves context out",
+        "simplify step 2: 0 of 2 removals within the tolerance; keeps every component",
     ]
 
 

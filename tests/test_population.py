@@ -26,8 +26,8 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.evaluator import CandidateRequest, Evaluator
-from nasmerc.nas.population import (TrialLog, decode, encode, genes, neighbours, sample_arch, sample_genome,
-                                    search_result)
+from nasmerc.nas.population import (TrialLog, decode, encode, genes, is_null, neighbours, removals, sample_arch,
+                                    sample_genome, search_result)
 from nasmerc.nas.space import SearchSpace
 from nasmerc.outputs import ModelOutput
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
@@ -344,6 +344,106 @@ def test_local_search_climbs_from_the_best(name: str, space: ToySpace, dataset, 
     (lambda: EvolutionConfig(local_steps=1, weights="evolve"), "weights='scratch'"),
 ])
 def test_local_search_refuses_what_it_cannot_climb(make, where) -> None:
+    with pytest.raises(NasmercError, match=where):
+        make()
+
+
+class ExtrasNet(nn.Module):
+    """A text stem, then an optional hidden layer (``extra``: ``none`` or ``mlp``), an optional audio path
+    added to it (``audio``: ``off`` or ``linear``) and a head; ``scale`` (0 or 1) multiplies nothing the
+    output depends on when 0, so it is a null value choice too."""
+
+    def __init__(self, space: "ExtrasSpace", ctx: ChoiceContext) -> None:
+        super().__init__()
+        sig = space.signature
+        self.stem = nn.Linear(sig.dims["text"], 8)
+        self.extra = ctx.op("extra", {"mlp": lambda: nn.Sequential(nn.Linear(8, 8), nn.ReLU()), "none": nn.Identity})
+        self.audio = ctx.op("audio", {"linear": lambda: nn.Linear(sig.dims["audio"], 8), "off": lambda: None})
+        self.scale = float(ctx.value("scale", [1.0, 0.0]))
+        self.head = nn.Linear(8, sig.n_classes)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        h = self.extra(self.stem(batch.features["text"]))
+        if self.audio is not None:
+            h = h + self.audio(batch.features["audio"])
+        return ModelOutput(self.head(h))
+
+
+class ExtrasSpace(SearchSpace):
+    name = "extras"
+    Config = ToyConfig
+    presets = {"default": ToyConfig}
+
+    def network(self, ctx: ChoiceContext) -> nn.Module:
+        return ExtrasNet(self, ctx)
+
+
+def test_removals_leave_one_component_out(dataset) -> None:
+    """Every op / value choice set to a null candidate it does not hold (``none``, ``off``, 0), one at a
+    time; a fixed label is left as it is."""
+    space = ExtrasSpace(dataset.signature)
+    specs = space.choices()
+    full = {"extra": "mlp", "audio": "linear", "scale": 1.0}
+    assert list(removals(full, specs, {}).values()) == [{**full, "extra": "none"}, {**full, "audio": "off"},
+                                                        {**full, "scale": 0.0}]
+    assert list(removals(full, specs, {"audio": "linear"}).values()) == [{**full, "extra": "none"},
+                                                                         {**full, "scale": 0.0}]
+    assert removals({"extra": "none", "audio": "off", "scale": 0.0}, specs, {}) == {}
+    assert [is_null(c) for c in ("none", "off", "zero", "zeros", 0, 0.0, 1, False)] == [True] * 3 + [False, True,
+                                                                                          True, False, False]
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", "evolution"])
+def test_simplify_leaves_out_what_validation_cannot_tell_is_needed(name: str, dataset, tmp_path: Path) -> None:
+    """``simplify``: each step trains the result's removals and moves to the best one within the
+    tolerance of the search's best value; with a tolerance no removal can miss, every component goes,
+    one per step, and a second run over the same folder replays every candidate."""
+    space = ExtrasSpace(dataset.signature)
+    common = {"candidate_epochs": 1, "simplify": 3, "parsimony": 1.0}
+    configs = {"random": (RandomSearch, RandomConfig(trials=1, **common)),
+               "tpe": (TPE, TPEConfig(trials=1, startup_trials=1, **common)),
+               "evolution": (Evolution, EvolutionConfig(population=2, generations=1, **common))}
+    make, cfg = configs[name]
+    result, sink = run(name, space, dataset, tmp_path, seed=2, strategy=make(cfg))  # a start with 2+ components
+    assert result.arch == {"extra": "none", "audio": "off", "scale": 0.0}
+    steps = of_type(sink, "simplify_step")
+    assert [e["step"] for e in steps] == list(range(1, len(steps) + 1)) and steps[0]["removals"] >= 2
+    assert [e["removals"] for e in steps] == list(range(steps[0]["removals"], steps[0]["removals"] - len(steps), -1))
+    removed = result.extra["simplify"]["removed"]
+    assert len(removed) == len(set(removed)) == steps[0]["removals"] and set(removed) <= {"extra", "audio", "scale"}
+    assert [e["removed"] for e in steps][:len(removed)] == removed
+    trials = result.extra["trials"]
+    chosen = next(t for t in trials if t["trial"] == result.extra["best_trial"])
+    assert chosen["arch"] == result.arch and chosen["value"] == result.best_value
+    assert len([t for t in trials if "simplify_step" in t]) == sum(e["trained"] for e in steps)
+    (tmp_path / STUDY_FILE).unlink(missing_ok=True)
+    lines = (tmp_path / "candidates.jsonl").read_text().count("\n")
+    again, _ = run(name, space, dataset, tmp_path, seed=2, strategy=make(cfg))
+    assert (again.arch, again.best_value) == (result.arch, result.best_value)
+    assert (tmp_path / "candidates.jsonl").read_text().count("\n") == lines  # nothing trained again
+
+
+def test_simplify_keeps_what_falls_below_the_best(dataset, tmp_path: Path) -> None:
+    """A removal below the search's best by more than the tolerance is trained but not taken: with a
+    tolerance of 0 only a removal at least as good as the best moves, and the result is never worse."""
+    space = ExtrasSpace(dataset.signature)
+    result, sink = run("random", space, dataset, tmp_path,
+                       strategy=RandomSearch(RandomConfig(trials=3, candidate_epochs=1, simplify=2)))
+    top = max(t["value"] for t in result.extra["trials"] if "simplify_step" not in t)
+    assert result.best_value >= top and result.extra["simplify"]["reference"] == top
+    for event in of_type(sink, "simplify_step"):
+        assert (event["removed"] is None) == (event["within"] == 0)
+
+
+@pytest.mark.parametrize("make, where", [
+    (lambda: RandomConfig(simplify=-1), "simplify"),
+    (lambda: RandomConfig(simplify=1, study="s", storage="journal:trials.log"), "shared study"),
+    (lambda: TPEConfig(simplify=1, finalists=2), "finalists"),
+    (lambda: RandomConfig(simplify=1, evaluation="oneshot", finalists=0), "evaluation=scratch"),
+    (lambda: TPEConfig(simplify=1, objectives=("metric", "params")), "objectives=metric"),
+    (lambda: EvolutionConfig(simplify=1, weights="evolve"), "weights='scratch'"),
+])
+def test_simplify_refuses_what_it_cannot_compare(make, where) -> None:
     with pytest.raises(NasmercError, match=where):
         make()
 

@@ -34,7 +34,7 @@ from nasmerc.nas.genome import Genome, arch_key, decode, encode, genes, neighbou
 from nasmerc.nas.specs import ChoiceSpec, UnresolvedChoice
 from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
 from nasmerc.nas.space import SearchSpace
-from nasmerc.nas.selection import choose_finalist, parsimonious
+from nasmerc.nas.selection import choose_finalist, eligible, parsimonious
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 from nasmerc.outputs import count_parameters
 
@@ -248,7 +248,12 @@ class PopulationStrategy(Strategy):
         if finalists:
             result = choose_finalist(result, ctx, finalists, folds)
         tolerance = float(getattr(self.config, "parsimony", 0.0))
-        return parsimonious(result, ctx, tolerance) if tolerance else result
+        if tolerance:
+            result = parsimonious(result, ctx, tolerance)
+        removal_steps = int(getattr(self.config, "simplify", 0))
+        if removal_steps:
+            result = simplify(result, ctx, removal_steps, self.config.candidate_epochs, tolerance)
+        return result
 
     def check_data(self, dataset: ConversationDataset) -> None:
         """``finalist_folds`` no more than the training and validation conversations."""
@@ -283,18 +288,12 @@ def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: i
         for genome in neighbours(encode(current["arch"], specs, ctx.fixed), layout):
             arch = decode(genome, specs, ctx.fixed)
             around.setdefault(arch_key(arch), arch)
-        new = [arch for key, arch in around.items() if key not in seen]
-        first = len(log.trials)
-        scores = evaluator.score_all([CandidateRequest(arch, epochs, evaluator.seed + first + k, inherit=inherit)
-                                      for k, arch in enumerate(new)]) if new else []
-        for arch, score in zip(new, scores):
-            extra = {"local_step": step, **outcome(score, inherit)}
-            seen[arch_key(arch)] = log.add(arch, score, eligible=not score.stopped, **extra)
+        trained = train_new(around, seen, log, evaluator, epochs, inherit, local_step=step)
         best = current
         for key in around:
             if key in seen and metrics.is_better(evaluator.metric, seen[key]["value"], best["value"]):
                 best = seen[key]
-        ctx.events.emit("local_step", step=step, neighbours=len(around), trained=len(new), best=best["value"],
+        ctx.events.emit("local_step", step=step, neighbours=len(around), trained=trained, best=best["value"],
                         moved=best is not current, metric=evaluator.metric)
         if best is current:
             break
@@ -305,6 +304,111 @@ def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: i
         derived_parameters=int(current["parameters"]),
         extra={**result.extra, "valid": current["metrics"], "best_trial": current["trial"], "trials": log.trials,
                "local_steps": moved}, summary=result.summary)
+
+
+def train_new(around: Mapping[str, dict[str, Any]], seen: dict[str, dict[str, Any]], log: "TrialLog",
+              evaluator: Evaluator, epochs: int, inherit: bool = False, **extra: Any) -> int:
+    """Train the architectures of ``around`` (by :func:`arch_key`) that ``seen`` lacks as trials of
+    ``log``, numbered on from its last (candidate ``n`` trains with seed ``seed + n``, so a resumed run
+    replays them), each record carrying ``extra``; ``seen`` gains them. How many were trained."""
+    new = [arch for key, arch in around.items() if key not in seen]
+    first = len(log.trials)
+    scores = evaluator.score_all([CandidateRequest(arch, epochs, evaluator.seed + first + k, inherit=inherit)
+                                  for k, arch in enumerate(new)]) if new else []
+    for arch, score in zip(new, scores):
+        seen[arch_key(arch)] = log.add(arch, score, eligible=not score.stopped, **extra, **outcome(score, inherit))
+    return len(new)
+
+
+NULL_CHOICES = ("none", "off", "zero")
+"""Candidate names that leave out what their choice would add: no context model, no CRF, no path."""
+
+
+def is_null(candidate: Any) -> bool:
+    """Whether ``candidate`` leaves its component out: a name of :data:`NULL_CHOICES` or the number 0
+    (a loss weight of 0)."""
+    if isinstance(candidate, str):
+        return candidate in NULL_CHOICES
+    return isinstance(candidate, (int, float)) and not isinstance(candidate, bool) and candidate == 0
+
+
+def removals(arch: Mapping[str, Any], specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every architecture that leaves one more component of ``arch`` out: one op or value choice not in
+    ``fixed`` set to a null candidate (:func:`is_null`) it does not hold yet; by :func:`arch_key`, in
+    spec order."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        if spec.kind not in ("op", "value") or spec.label in fixed:
+            continue
+        for candidate in spec.candidates:
+            if is_null(candidate) and arch[spec.label] != candidate:
+                smaller = {**arch, spec.label: candidate}
+                out.setdefault(arch_key(smaller), smaller)
+    return out
+
+
+def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, tolerance: float) -> SearchResult:
+    """Backward elimination from the search's result (``simplify``): a step trains, as the search
+    trained its candidates, every architecture that leaves one more component out (:func:`removals`: no
+    context model, no CRF, a modality's path off, a loss weight 0), and moves to the best of them when
+    it is within ``tolerance`` of the best validation value of the whole search (the parsimony rule of
+    :func:`nasmerc.nas.selection.parsimonious` applied to what the search did not try: a component the
+    validation split cannot tell is needed is left out). It ends after ``steps`` steps or at a step
+    whose removals all fall below. Removals are numbered trials of the log, with ``simplify_step`` in
+    their ``trial`` events (a resumed run replays them); one ``simplify_step`` event per step
+    (``step``, ``removals``, ``trained``, ``within``, ``removed``: the label left out or ``None``).
+    ``extra["simplify"]`` records the tolerance, the reference value and the labels left out."""
+    evaluator = ctx.evaluator
+    specs = ctx.space.choices(ctx.fixed)
+    log = TrialLog(evaluator.metric, evaluator.events, trials=list(result.extra["trials"]),
+                   best_index=int(result.extra["best_trial"]) - 1)
+    seen = {arch_key(t["arch"]): t for t in log.trials if not t.get("pruned")}
+    sign = 1.0 if evaluator.higher_is_better else -1.0
+    top = max(sign * t["value"] for t in eligible(log.trials))
+    current, removed = log.trials[log.best_index], []
+    for step in range(1, steps + 1):
+        around = removals(current["arch"], specs, ctx.fixed)
+        trained = train_new(around, seen, log, evaluator, epochs, simplify_step=step)
+        within = [seen[key] for key in around if key in seen and eligible([seen[key]])
+                  and sign * seen[key]["value"] >= top - tolerance]
+        chosen = max(within, key=lambda t: (sign * t["value"], -int(t["parameters"]), -t["trial"]), default=None)
+        label = None if chosen is None else next(k for k in chosen["arch"] if chosen["arch"][k] != current["arch"][k])
+        ctx.events.emit("simplify_step", step=step, removals=len(around), trained=trained, within=len(within),
+                        removed=label, metric=evaluator.metric)
+        if chosen is None:
+            break
+        current = chosen
+        removed.append(label)
+    return SearchResult(
+        arch=dict(current["arch"]), metric=result.metric, best_value=float(current["value"]),
+        best_epoch=int(current["trial"]), supernet_parameters=result.supernet_parameters,
+        derived_parameters=int(current["parameters"]),
+        extra={**result.extra, "valid": current["metrics"], "best_trial": current["trial"], "trials": log.trials,
+               "simplify": {"tolerance": tolerance, "reference": sign * top, "removed": removed}},
+        summary=result.summary)
+
+
+def check_simplify(where: str, steps: int, study: str, finalists: int, evaluation: str) -> None:
+    """``simplify`` >= 0, and none with a shared study (it runs in one process), finalists (they are
+    trained longer than the removals would be) or one-shot evaluation (removals train from scratch)."""
+    checks.at_least(where, 0, simplify=steps)
+    if not steps:
+        return
+    if study:
+        raise NasmercError(f"{where}: simplify={steps} with study={study!r}: it runs in one process; run it "
+                           "without a shared study (simplify=0 there)")
+    if finalists:
+        raise NasmercError(f"{where}: simplify={steps} with finalists={finalists}: removals are compared with "
+                           "candidates at candidate_epochs, finalists train longer; use one of them")
+    if evaluation != "scratch":
+        raise NasmercError(f"{where}: simplify={steps} with evaluation={evaluation!r}: removals train from "
+                           "scratch; use evaluation=scratch")
+
+
+def climbs(config: Any) -> str:
+    """The options of ``config`` that train architectures after the search, from scratch on the metric
+    (``local_steps``, ``simplify``), as ``key=value`` for an error message; empty when none is set."""
+    return ", ".join(f"{k}={getattr(config, k)}" for k in ("local_steps", "simplify") if getattr(config, k, 0))
 
 
 def check_local_steps(where: str, steps: int, study: str = "") -> None:
