@@ -69,9 +69,9 @@ The four missing-modality treatments of the design brief are the points ``zeros`
 with ``missing_loss = none``, and ``zeros`` with ``reconstruction`` / ``distill``; the other
 combinations (a mask token and a distillation loss, say) are in the space too.
 
-``nasmerc search --space merc`` takes the evolution strategy, which searches every choice. Searching
-with DARTS or the router needs the value choices fixed, for instance ``nasmerc search --space merc
---strategy darts --fix speaker=embedding --fix missing_loss=none --fix unimodal_weight=0.0 --fix lr_scale=1.0``.
+``nasmerc search --space merc`` takes TPE with Hyperband (:attr:`MercSpace.default_strategy_config`),
+which searches every choice. Searching with DARTS or the router needs the value choices fixed, for
+instance ``nasmerc search --space merc --strategy darts --fix speaker=embedding --fix missing_loss=none --fix unimodal_weight=0.0 --fix lr_scale=1.0``.
 
 Named architectures (:data:`NAMED`, :func:`named_arch` for other modalities), and how each differs
 from the model it stands for:
