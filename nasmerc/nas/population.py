@@ -34,7 +34,7 @@ from nasmerc.nas.genome import Genome, arch_key, decode, encode, genes, neighbou
 from nasmerc.nas.specs import ChoiceSpec, UnresolvedChoice
 from nasmerc.nas.evaluator import CandidateRequest, CandidateResult, Evaluator
 from nasmerc.nas.space import SearchSpace
-from nasmerc.nas.selection import choose_finalist, eligible, parsimonious
+from nasmerc.nas.selection import choose_finalist, eligible, parsimonious, result_at
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 from nasmerc.outputs import count_parameters
 
@@ -278,9 +278,7 @@ def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: i
     evaluator = ctx.evaluator
     specs = ctx.space.choices(ctx.fixed)
     layout = genes(specs, ctx.fixed)
-    log = TrialLog(evaluator.metric, evaluator.events, trials=list(result.extra["trials"]),
-                   best_index=int(result.extra["best_trial"]) - 1)
-    seen = {arch_key(t["arch"]): t for t in log.trials if not t.get("pruned")}
+    log, seen = continued_log(result, evaluator)
     current = log.trials[log.best_index]
     moved = 0
     for step in range(1, steps + 1):
@@ -298,12 +296,15 @@ def local_search(result: SearchResult, ctx: SearchContext, steps: int, epochs: i
         if best is current:
             break
         current, moved = best, moved + 1
-    return SearchResult(
-        arch=dict(current["arch"]), metric=result.metric, best_value=float(current["value"]),
-        best_epoch=int(current["trial"]), supernet_parameters=result.supernet_parameters,
-        derived_parameters=int(current["parameters"]),
-        extra={**result.extra, "valid": current["metrics"], "best_trial": current["trial"], "trials": log.trials,
-               "local_steps": moved}, summary=result.summary)
+    return result_at(result, current, trials=log.trials, local_steps=moved)
+
+
+def continued_log(result: SearchResult, evaluator: Evaluator) -> tuple["TrialLog", dict[str, dict[str, Any]]]:
+    """The trial log of a finished search ``result``, to train more candidates into (its best: the
+    result's trial), and its records that were not pruned by :func:`arch_key`."""
+    log = TrialLog(evaluator.metric, evaluator.events, trials=list(result.extra["trials"]),
+                   best_index=int(result.extra["best_trial"]) - 1)
+    return log, {arch_key(t["arch"]): t for t in log.trials if not t.get("pruned")}
 
 
 def train_new(around: Mapping[str, dict[str, Any]], seen: dict[str, dict[str, Any]], log: "TrialLog",
@@ -360,9 +361,7 @@ def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, 
     ``extra["simplify"]`` records the tolerance, the reference value and the labels left out."""
     evaluator = ctx.evaluator
     specs = ctx.space.choices(ctx.fixed)
-    log = TrialLog(evaluator.metric, evaluator.events, trials=list(result.extra["trials"]),
-                   best_index=int(result.extra["best_trial"]) - 1)
-    seen = {arch_key(t["arch"]): t for t in log.trials if not t.get("pruned")}
+    log, seen = continued_log(result, evaluator)
     sign = 1.0 if evaluator.higher_is_better else -1.0
     top = max(sign * t["value"] for t in eligible(log.trials))
     current, removed = log.trials[log.best_index], []
@@ -379,13 +378,8 @@ def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, 
             break
         current = chosen
         removed.append(label)
-    return SearchResult(
-        arch=dict(current["arch"]), metric=result.metric, best_value=float(current["value"]),
-        best_epoch=int(current["trial"]), supernet_parameters=result.supernet_parameters,
-        derived_parameters=int(current["parameters"]),
-        extra={**result.extra, "valid": current["metrics"], "best_trial": current["trial"], "trials": log.trials,
-               "simplify": {"tolerance": tolerance, "reference": sign * top, "removed": removed}},
-        summary=result.summary)
+    return result_at(result, current, trials=log.trials,
+                     simplify={"tolerance": tolerance, "reference": sign * top, "removed": removed})
 
 
 def check_simplify(where: str, steps: int, study: str, finalists: int, evaluation: str) -> None:

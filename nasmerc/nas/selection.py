@@ -31,6 +31,15 @@ def eligible(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in trials if not (t.get("pruned") or t.get("diverged"))]
 
 
+def result_at(result: SearchResult, trial: dict[str, Any], **extra: Any) -> SearchResult:
+    """``result`` with the candidate of log record ``trial`` as the search's result (its architecture,
+    value, parameters and validation metrics); ``extra`` joins ``result.extra``."""
+    return dataclasses.replace(
+        result, arch=dict(trial["arch"]), best_value=float(trial["value"]), best_epoch=int(trial["trial"]),
+        derived_parameters=int(trial["parameters"]),
+        extra={**result.extra, "valid": trial["metrics"], "best_trial": trial["trial"], **extra})
+
+
 def parsimonious(result: SearchResult, ctx: SearchContext, tolerance: float) -> SearchResult:
     """The smallest model among those within ``tolerance`` of the best (``parsimony``): the
     one-standard-error rule of Breiman, Friedman, Olshen and Stone (*Classification and Regression
@@ -52,12 +61,8 @@ def parsimonious(result: SearchResult, ctx: SearchContext, tolerance: float) -> 
     top = max(sign * t["value"] for t in pool)
     within = [t for t in pool if sign * t["value"] >= top - tolerance]
     chosen = min(within, key=lambda t: (int(t["parameters"]), -sign * t["value"], t["trial"]))
-    return dataclasses.replace(
-        result, arch=dict(chosen["arch"]), best_value=float(chosen["value"]), best_epoch=int(chosen["trial"]),
-        derived_parameters=int(chosen["parameters"]),
-        extra={**result.extra, "valid": chosen["metrics"], "best_trial": chosen["trial"],
-               "parsimony": {"tolerance": tolerance, "best_by_value": result.extra.get("best_trial"),
-                             "within": len(within), "chosen": chosen["trial"]}})
+    return result_at(result, chosen, parsimony={"tolerance": tolerance, "best_by_value": result.extra.get("best_trial"),
+                                                "within": len(within), "chosen": chosen["trial"]})
 
 
 def check_parsimony(where: str, tolerance: float) -> None:
