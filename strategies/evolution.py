@@ -147,6 +147,9 @@ class EvolutionConfig:
     """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
     simplify: int = 0
     """Steps of backward elimination from the result, within ``parsimony`` of the best (``nasmerc.nas.population.simplify``)."""
+    simplify_by: str = "value"
+    """How a simplify step chooses among the removals within ``parsimony``: ``value`` (the best) or
+    ``parameters`` (the fewest, as ``parsimony`` chooses)."""
 
     def __post_init__(self) -> None:
         where = "strategy 'evolution'"
@@ -160,7 +163,8 @@ class EvolutionConfig:
         check_finalist_folds(where, self.finalist_folds, finalists_of(self))
         check_parsimony(where, self.parsimony)
         check_local_steps(where, self.local_steps, self.study)
-        check_simplify(where, self.simplify, self.study, finalists_of(self), self.evaluation)
+        check_simplify(where, self.simplify, self.study, finalists_of(self), self.evaluation,
+                       self.simplify_by)
         checks.one_of(where, "weights", self.weights, WEIGHTS)
         checks.one_of(where, "fitness", self.fitness, FITNESSES)
         if self.weight_epochs is not None:

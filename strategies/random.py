@@ -61,6 +61,9 @@ class RandomConfig:
     """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
     simplify: int = 0
     """Steps of backward elimination from the result, within ``parsimony`` of the best (``nasmerc.nas.population.simplify``)."""
+    simplify_by: str = "value"
+    """How a simplify step chooses among the removals within ``parsimony``: ``value`` (the best) or
+    ``parameters`` (the fewest, as ``parsimony`` chooses)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'random'", trials=self.trials, candidate_epochs=self.candidate_epochs)
@@ -69,7 +72,8 @@ class RandomConfig:
         check_evaluation("strategy 'random'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_finalist_folds("strategy 'random'", self.finalist_folds, finalists_of(self))
         check_parsimony("strategy 'random'", self.parsimony)
-        check_simplify("strategy 'random'", self.simplify, self.study, finalists_of(self), self.evaluation)
+        check_simplify("strategy 'random'", self.simplify, self.study, finalists_of(self), self.evaluation,
+                       self.simplify_by)
 
 
 class RandomProposer(Proposer):

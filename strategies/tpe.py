@@ -169,6 +169,9 @@ class TPEConfig:
     """Steps of best-improvement local search from the best candidate (``nasmerc.nas.population.local_search``)."""
     simplify: int = 0
     """Steps of backward elimination from the result, within ``parsimony`` of the best (``nasmerc.nas.population.simplify``)."""
+    simplify_by: str = "value"
+    """How a simplify step chooses among the removals within ``parsimony``: ``value`` (the best) or
+    ``parameters`` (the fewest, as ``parsimony`` chooses)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'tpe'", trials=self.trials, candidate_epochs=self.candidate_epochs,
@@ -177,7 +180,8 @@ class TPEConfig:
         check_evaluation("strategy 'tpe'", self.evaluation, self.oneshot_epochs, self.finalists, self.study)
         check_finalist_folds("strategy 'tpe'", self.finalist_folds, finalists_of(self))
         check_parsimony("strategy 'tpe'", self.parsimony)
-        check_simplify("strategy 'tpe'", self.simplify, self.study, finalists_of(self), self.evaluation)
+        check_simplify("strategy 'tpe'", self.simplify, self.study, finalists_of(self), self.evaluation,
+                       self.simplify_by)
         check_objectives(self.objectives)
         after = climbs(self)
         if after and self.multi:

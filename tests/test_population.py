@@ -435,6 +435,23 @@ def test_simplify_keeps_what_falls_below_the_best(dataset, tmp_path: Path) -> No
         assert (event["removed"] is None) == (event["within"] == 0)
 
 
+@pytest.mark.parametrize("by", ["value", "parameters"])
+def test_simplify_by_chooses_among_the_removals_within(by: str, dataset, tmp_path: Path) -> None:
+    """Of a step's removals within the tolerance, ``simplify_by=value`` takes the best value and
+    ``simplify_by=parameters`` the fewest parameters, as ``parsimony`` chooses."""
+    space = ExtrasSpace(dataset.signature)
+    cfg = RandomConfig(trials=1, candidate_epochs=1, simplify=1, parsimony=1.0, simplify_by=by)
+    result, sink = run("random", space, dataset, tmp_path, seed=2, strategy=RandomSearch(cfg))
+    step = [t for t in result.extra["trials"] if t.get("simplify_step") == 1]
+    assert len(step) >= 2 and result.extra["simplify"]["by"] == by
+    chosen = next(t for t in step if t["trial"] == result.extra["best_trial"])
+    if by == "value":
+        assert chosen["value"] == max(t["value"] for t in step)
+    else:
+        assert int(chosen["parameters"]) == min(int(t["parameters"]) for t in step)
+    assert len({int(t["parameters"]) for t in step}) == len(step)  # the toy's removals differ in size
+
+
 @pytest.mark.parametrize("make, where", [
     (lambda: RandomConfig(simplify=-1), "simplify"),
     (lambda: RandomConfig(simplify=1, study="s", storage="journal:trials.log"), "shared study"),

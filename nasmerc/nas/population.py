@@ -252,7 +252,8 @@ class PopulationStrategy(Strategy):
             result = parsimonious(result, ctx, tolerance)
         removal_steps = int(getattr(self.config, "simplify", 0))
         if removal_steps:
-            result = simplify(result, ctx, removal_steps, self.config.candidate_epochs, tolerance)
+            result = simplify(result, ctx, removal_steps, self.config.candidate_epochs, tolerance,
+                              self.config.simplify_by)
         return result
 
     def check_data(self, dataset: ConversationDataset) -> None:
@@ -348,14 +349,17 @@ def removals(arch: Mapping[str, Any], specs: Sequence[ChoiceSpec], fixed: Mappin
     return out
 
 
-def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, tolerance: float) -> SearchResult:
+def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, tolerance: float,
+             by: str = "value") -> SearchResult:
     """Backward elimination from the search's result (``simplify``): a step trains, as the search
     trained its candidates, every architecture that leaves one more component out (:func:`removals`: no
     context model, no CRF, a modality's path off, a loss weight 0), and moves to the best of them when
     it is within ``tolerance`` of the best validation value of the whole search (the parsimony rule of
     :func:`nasmerc.nas.selection.parsimonious` applied to what the search did not try: a component the
-    validation split cannot tell is needed is left out). It ends after ``steps`` steps or at a step
-    whose removals all fall below. Removals are numbered trials of the log, with ``simplify_step`` in
+    validation split cannot tell is needed is left out). Of the removals within, ``by="value"`` moves to
+    the best value (then the fewest parameters), ``by="parameters"`` to the fewest parameters (then the
+    best value), as ``parsimony`` chooses. It ends after ``steps`` steps or at a step whose removals all
+    fall below. Removals are numbered trials of the log, with ``simplify_step`` in
     their ``trial`` events (a resumed run replays them); one ``simplify_step`` event per step
     (``step``, ``removals``, ``trained``, ``within``, ``removed``: the label left out or ``None``).
     ``extra["simplify"]`` records the tolerance, the reference value and the labels left out."""
@@ -370,7 +374,9 @@ def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, 
         trained = train_new(around, seen, log, evaluator, epochs, simplify_step=step)
         within = [seen[key] for key in around if key in seen and eligible([seen[key]])
                   and sign * seen[key]["value"] >= top - tolerance]
-        chosen = max(within, key=lambda t: (sign * t["value"], -int(t["parameters"]), -t["trial"]), default=None)
+        order = ((lambda t: (sign * t["value"], -int(t["parameters"]), -t["trial"])) if by == "value" else
+                 (lambda t: (-int(t["parameters"]), sign * t["value"], -t["trial"])))
+        chosen = max(within, key=order, default=None)
         label = None if chosen is None else next(k for k in chosen["arch"] if chosen["arch"][k] != current["arch"][k])
         ctx.events.emit("simplify_step", step=step, removals=len(around), trained=trained, within=len(within),
                         removed=label, metric=evaluator.metric)
@@ -379,13 +385,19 @@ def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, 
         current = chosen
         removed.append(label)
     return result_at(result, current, trials=log.trials,
-                     simplify={"tolerance": tolerance, "reference": sign * top, "removed": removed})
+                     simplify={"tolerance": tolerance, "by": by, "reference": sign * top, "removed": removed})
 
 
-def check_simplify(where: str, steps: int, study: str, finalists: int, evaluation: str) -> None:
-    """``simplify`` >= 0, and none with a shared study (it runs in one process), finalists (they are
-    trained longer than the removals would be) or one-shot evaluation (removals train from scratch)."""
+SIMPLIFY_BY = ("value", "parameters")
+"""How a ``simplify`` step chooses among the removals within the tolerance (:func:`simplify`)."""
+
+
+def check_simplify(where: str, steps: int, study: str, finalists: int, evaluation: str, by: str = "value") -> None:
+    """``simplify`` >= 0 and ``simplify_by`` one of :data:`SIMPLIFY_BY`, and no simplify with a shared
+    study (it runs in one process), finalists (they are trained longer than the removals would be) or
+    one-shot evaluation (removals train from scratch)."""
     checks.at_least(where, 0, simplify=steps)
+    checks.one_of(where, "simplify_by", by, SIMPLIFY_BY)
     if not steps:
         return
     if study:
