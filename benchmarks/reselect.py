@@ -4,13 +4,15 @@
         --seeds 3,4 --runs runs/merc_tpe_hyperband_cv
 
 The grid has one cell whose ``set`` is another cell's plus selection options: ``strategy.finalists``,
-``strategy.finalist_folds`` (``nasmerc.nas.selection.choose_finalist``) and ``strategy.parsimony``
-(``nasmerc.nas.selection.parsimonious``). For each seed, that other
+``strategy.finalist_folds`` (``nasmerc.nas.selection.choose_finalist``), ``strategy.parsimony``
+(``nasmerc.nas.selection.parsimonious``), ``strategy.simplify`` and ``strategy.simplify_by``
+(``nasmerc.nas.population.simplify``). For each seed, that other
 cell's finished search under ``--from`` (a ``nasmerc bench`` runs folder, its ``bench.jsonl`` beside)
 is copied to this cell's run folder, its record given this cell's selection options, and resumed as
 ``nasmerc search --resume`` resumes a run: every candidate of the search is a request already in its
 ``candidates.jsonl`` and is answered from there (a request gives the same result every time), so only
-the finalists (and their folds) train (the search's retrained model is not copied). The run is then retrained
+the finalists (and their folds) and the removals of simplify steps not yet in it train (the search's
+retrained model is not copied). The run is then retrained
 and evaluated as ``nasmerc bench`` does and its row appended to ``RUNS/bench.jsonl``; its ``search_seconds`` are the original search's plus the
 resumed run's, so the row reads as if the cell had run from the start. A seed already in the results
 file is skipped. ``--source-grid`` names the grid of the finished searches when their cell has
@@ -36,7 +38,9 @@ from nasmerc.nas.selection import OPTIONS
 from nasmerc.runs import read_yaml
 from nasmerc.workflow import resume_search
 
-SELECTION_KEYS = tuple(f"strategy.{name}=" for name in OPTIONS)
+CHOOSING = (*OPTIONS, "simplify", "simplify_by")
+"""The options a reselection replaces: the selection options and backward elimination from the result."""
+SELECTION_KEYS = tuple(f"strategy.{name}=" for name in CHOOSING)
 
 
 def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid: Grid | None = None) -> list[dict]:
@@ -74,7 +78,7 @@ def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid
                             ignore=lambda folder, names: ["retrain"] if Path(folder) == searched else [])
             config = read_yaml(run / "config.yaml", "the config.yaml of a nasmerc run folder")
             kept = {k: v for k, v in config.get("strategy_config", {}).items()
-                    if k not in OPTIONS}
+                    if k not in CHOOSING}
             config["strategy_config"] = {**kept, **options}
             (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             events = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()
