@@ -63,7 +63,8 @@ from nasmerc.modules.positional import sinusoidal_positions
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.space import SearchSpace
 
-__all__ = ["RMNASConfig", "RMNASSpace", "RMNASNetwork", "rmnas_default", "rmnas_paper", "rmnas_recurrent"]
+__all__ = ["RMNASConfig", "RMNASSpace", "RMNASNetwork", "rmnas_context", "rmnas_default", "rmnas_paper",
+           "rmnas_recurrent"]
 
 
 @dataclass
@@ -83,6 +84,11 @@ class RMNASConfig:
     - ``mask_missing`` (not in the paper, which feeds the zero-filled features as they are): a missing
       utterance of modality ``m`` is neither a key of ``m``'s mixers nor a node of its LST, carries
       zeros into the fusion, and the unimodal loss of ``m`` counts only rows where ``m`` is present.
+    - ``fused_blocks`` (not in the paper): MetaFormer blocks (eqs. 4-6, no LST bias) over the fused
+      sequence, the concatenated cells' outputs of width ``n_cells * fusion_dim``, before the fused
+      head, each token mixer a choice of ``mixers`` (label ``fused.block{i}.mixer``). The paper's
+      design models context only inside each modality and fuses after; these blocks give the space
+      a context model over the fused evidence, as the early-fusion MERC baselines have.
     """
 
     hidden_dim: int = 64
@@ -102,6 +108,7 @@ class RMNASConfig:
     unimodal_weight: float = 1.0
     speaker_embedding: bool = False
     mask_missing: bool = False
+    fused_blocks: int = 0
 
 
 def rmnas_default() -> RMNASConfig:
@@ -116,10 +123,22 @@ def rmnas_recurrent() -> RMNASConfig:
     return RMNASConfig(mixers=(*RMNASConfig.mixers, "recurrent"))
 
 
+def rmnas_context() -> RMNASConfig:
+    """The ``recurrent`` preset with one searched block over the fused sequence (``fused_blocks=1``), so
+    that the space can model context after the fusion as well as inside each modality (not in the paper)."""
+    return RMNASConfig(mixers=(*RMNASConfig.mixers, "recurrent"), fused_blocks=1)
+
+
 def rmnas_paper() -> RMNASConfig:
     """The paper's setup: 6 blocks x 448, 8 heads, FFN 4.0, kernel 7, maxdis 8, 2 cells x 2 steps, 240."""
     return RMNASConfig(hidden_dim=448, n_blocks=6, n_heads=8, ffn_ratio=4.0, st_kernel=7, maxdis=8,
                        n_cells=2, n_steps=2, fusion_dim=240)
+
+
+def mixer_choices(width: int, cfg: RMNASConfig) -> dict[str, partial]:
+    """The token-mixer pool ``O_t`` (``cfg.mixers``) as candidate constructors for blocks of ``width``."""
+    pool = {**TOKEN_MIXERS, **EXTRA_MIXERS}
+    return {name: partial(pool[name], width, cfg.n_heads, cfg.max_len) for name in cfg.mixers}
 
 
 class ModalityBranch(nn.Module):
@@ -143,10 +162,9 @@ class ModalityBranch(nn.Module):
         self.speaker = nn.Embedding(max(1, n_speakers), hidden) if cfg.speaker_embedding else None
         self.drop = nn.Dropout(cfg.dropout)
         self.lst = LSTEncoder(in_dim, cfg.n_heads, cfg.st_kernel, cfg.maxdis) if cfg.use_lst else None
-        pool = {**TOKEN_MIXERS, **EXTRA_MIXERS}
-        mixers = {name: partial(pool[name], hidden, cfg.n_heads, cfg.max_len) for name in cfg.mixers}
         self.blocks = nn.ModuleList(
-            MetaFormerBlock(hidden, ctx.op(f"{modality}.block{i}.mixer", mixers), cfg.ffn_ratio, cfg.dropout)
+            MetaFormerBlock(hidden, ctx.op(f"{modality}.block{i}.mixer", mixer_choices(hidden, cfg)), cfg.ffn_ratio,
+                            cfg.dropout)
             for i in range(cfg.n_blocks)
         )
         self.head = TaskHead(hidden, signature, cfg.dropout, norm=True)
@@ -179,7 +197,10 @@ class RMNASNetwork(MultiLevelFusionNetwork):
     def __init__(self, signature: DataSignature, cfg: RMNASConfig, ctx: ChoiceContext) -> None:
         branches = {m: ModalityBranch(m, signature, cfg, ctx) for m in signature.modalities}
         names = [f"{m}.block{i}" for m in signature.modalities for i in range(cfg.n_blocks)]
-        super().__init__("rmnas", signature, cfg, branches, names, ctx)
+        width = cfg.n_cells * cfg.fusion_dim
+        context = [MetaFormerBlock(width, ctx.op(f"fused.block{i}.mixer", mixer_choices(width, cfg)), cfg.ffn_ratio,
+                                   cfg.dropout) for i in range(cfg.fused_blocks)]
+        super().__init__("rmnas", signature, cfg, branches, names, ctx, context)
 
 
 class RMNASSpace(SearchSpace):
@@ -187,7 +208,7 @@ class RMNASSpace(SearchSpace):
 
     name = "rmnas"
     Config = RMNASConfig
-    presets = {"default": rmnas_default, "paper": rmnas_paper, "recurrent": rmnas_recurrent}
+    presets = {"default": rmnas_default, "paper": rmnas_paper, "recurrent": rmnas_recurrent, "context": rmnas_context}
     Network = RMNASNetwork
 
     def check_config(self) -> None:
@@ -198,3 +219,6 @@ class RMNASSpace(SearchSpace):
         checks.at_least(where, 0, maxdis=cfg.maxdis)
         checks.at_least(where, 2, max_len=cfg.max_len)
         checks.distinct_names(where, "mixers", cfg.mixers, [*TOKEN_MIXERS, *EXTRA_MIXERS])
+        checks.at_least(where, 0, fused_blocks=cfg.fused_blocks)
+        if cfg.fused_blocks:
+            checks.divisible(where, "n_cells * fusion_dim", cfg.n_cells * cfg.fusion_dim, "n_heads", cfg.n_heads)

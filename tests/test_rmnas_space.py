@@ -288,6 +288,8 @@ def test_mask_missing_ignores_missing_rows_and_their_loss() -> None:
     ({"mixers": ("attention", "conv")}, "mixers"),
     ({"fusion_ops": ()}, "fusion_ops"),
     ({"dropout": 1.0}, "dropout"),
+    ({"fused_blocks": -1}, "fused_blocks"),
+    ({"fused_blocks": 1, "n_cells": 1, "fusion_dim": 3}, "n_cells \\* fusion_dim"),
 ])
 def test_bad_config_names_the_field(changes: dict[str, Any], key: str) -> None:
     with pytest.raises(NasmercError, match=key):
@@ -299,6 +301,32 @@ def test_default_preset_is_small_and_runs() -> None:
     space = RMNASSpace.from_preset(sig, "default")
     assert (space.config.hidden_dim, space.config.n_blocks, space.config.n_cells) == (64, 2, 2)
     model = space.build(random_arch(space, 5))
+    assert model(masked_batch(sig)).logits.shape == (3, max(LENGTHS), 3)
+
+
+def test_fused_blocks_model_context_after_the_fusion() -> None:
+    """``fused_blocks``: searched MetaFormer blocks over the fused sequence (``fused.block{i}.mixer``, the
+    mixer pool). With identity mixers in the branches and per-token fusion, an utterance's fused logits
+    see another utterance's features only through a context-mixing fused block."""
+    sig = signature()
+    space = RMNASSpace(sig, tiny_config(fused_blocks=1, use_lst=False, fusion_ops=("sum", "concat_fc"),
+                                        mixers=("identity", "recurrent")))
+    specs = {s.label: s for s in space.choices()}
+    assert specs["fused.block0.mixer"].candidates == ("identity", "recurrent")
+    batch = collate(conversations(sig, LENGTHS, 0), sig)
+    later = replace(batch, features={m: x.clone() for m, x in batch.features.items()})
+    later.features["text"][0, LENGTHS[0] - 1] += 5.0
+    for fused, mixes in (("identity", False), ("recurrent", True)):
+        arch = {**{label: "identity" for label in specs if label.endswith("mixer")}, "fused.block0.mixer": fused,
+                **{label: "sum" for label in specs if label.endswith(".op")},
+                **{label: [0] for label in specs if specs[label].kind == "input"}}
+        model = space.build(arch).eval()
+        with torch.no_grad():
+            first = model(batch).logits[0, 0], model(later).logits[0, 0]
+        assert (not torch.allclose(*first)) == mixes, fused
+    preset = RMNASSpace.from_preset(sig, "context")
+    assert preset.config.fused_blocks == 1 and "recurrent" in preset.config.mixers
+    model = preset.build(random_arch(preset, 3))
     assert model(masked_batch(sig)).logits.shape == (3, max(LENGTHS), 3)
 
 

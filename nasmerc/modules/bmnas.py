@@ -140,11 +140,16 @@ class BMNASFusion(nn.Module):
     Candidate projections are BM-NAS's reshape layers, ``ReLU(LN(Linear(hidden -> fusion_dim)))``
     (BatchNorm replaced by LayerNorm), zeroed on tokens the branch did not mix. A fixed
     architecture keeps only the projections of candidates some cell reads. The head reads the
-    concatenation of every cell's output through ``LN -> ReLU -> Dropout -> Linear`` as BM-NAS does.
+    concatenation of every cell's output through ``LN -> ReLU -> Dropout -> Linear`` as BM-NAS does;
+    ``context`` (not in BM-NAS; default none) are blocks ``block(z, None, mask) -> z`` over that
+    concatenation, ``[B, N+1, n_cells * fusion_dim]``, before the head: a context model on the fused
+    sequence.
     """
 
-    def __init__(self, level_names: list[str], cfg: FusionConfig, n_outputs: int, ctx: ChoiceContext) -> None:
+    def __init__(self, level_names: list[str], cfg: FusionConfig, n_outputs: int, ctx: ChoiceContext,
+                 context: Sequence[nn.Module] = ()) -> None:
         super().__init__()
+        self.context = nn.ModuleList(context)
         n_levels = len(level_names)
         self.candidate_names = list(level_names) + [f"cell{c}" for c in range(cfg.n_cells)]
         self.cells = nn.ModuleList(FusionCell(c, self.candidate_names[: n_levels + c], cfg, ctx)
@@ -169,7 +174,10 @@ class BMNASFusion(nn.Module):
         for cell in self.cells:
             outs.append(cell(candidates, mask))
             candidates.append(outs[-1])
-        return self.head(torch.cat(outs, dim=-1))
+        fused = torch.cat(outs, dim=-1)
+        for block in self.context:
+            fused = block(fused, None, mask)
+        return self.head(fused)
 
 
 class MultiLevelFusionNetwork(nn.Module):
@@ -183,10 +191,11 @@ class MultiLevelFusionNetwork(nn.Module):
     its task loss in ``aux_losses["unimodal_{m}"]`` ("each single-modal branch and the BM-NAS branch
     calculate the loss", RMNAS). With ``mask_missing`` a missing utterance is not a node of its
     modality's branch and that modality's unimodal loss counts only rows where it is present.
+    ``context``: blocks over the fused sequence before the fused head (:class:`BMNASFusion`).
     """
 
     def __init__(self, space: str, signature: DataSignature, cfg: FusionConfig, branches: Mapping[str, nn.Module],
-                 level_names: list[str], ctx: ChoiceContext) -> None:
+                 level_names: list[str], ctx: ChoiceContext, context: Sequence[nn.Module] = ()) -> None:
         super().__init__()
         self.space = space
         self.signature = signature
@@ -196,7 +205,7 @@ class MultiLevelFusionNetwork(nn.Module):
         self.mask_missing = bool(cfg.mask_missing)
         self.unimodal_weight = float(cfg.unimodal_weight)
         self.branches = nn.ModuleDict(dict(branches))
-        self.fusion = BMNASFusion(level_names, cfg, signature.n_outputs, ctx)
+        self.fusion = BMNASFusion(level_names, cfg, signature.n_outputs, ctx, context)
 
     @property
     def candidate_names(self) -> list[str]:
