@@ -3,7 +3,7 @@
     python benchmarks/reselect.py benchmarks/grids/merc_tpe_hyperband_cv.yaml --from runs/merc_tpe_hyperband \\
         --seeds 3,4 --runs runs/merc_tpe_hyperband_cv
 
-The grid has one cell whose ``set`` is another cell's plus selection options: ``strategy.finalists``,
+Each cell of the grid has a ``set`` that is another cell's plus selection options: ``strategy.finalists``,
 ``strategy.finalist_folds`` (``nasmerc.nas.selection.choose_finalist``), ``strategy.parsimony``
 (``nasmerc.nas.selection.parsimonious``), ``strategy.simplify`` and ``strategy.simplify_by``
 (``nasmerc.nas.population.simplify``). For each seed, that other
@@ -15,9 +15,10 @@ the finalists (and their folds) and the removals of simplify steps not yet in it
 retrained model is not copied). The run is then retrained
 and evaluated as ``nasmerc bench`` does and its row appended to ``RUNS/bench.jsonl``; its ``search_seconds`` are the original search's plus the
 resumed run's, so the row reads as if the cell had run from the start. A seed already in the results
-file is skipped. ``--source-grid`` names the grid of the finished searches when their cell has
-selection options of its own (a cross-validated choice reselected by parsimony): those are replaced
-by the grid's cell's, and the row's seconds then include the source's finalists.
+file is skipped. ``--source-grid`` names the grid of the finished searches when their cells have
+selection options of their own (a cross-validated choice reselected by parsimony), cell for cell in
+the grid's order: those are replaced by the grid's cell's, and the row's seconds then include the
+source's finalists.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from nasmerc.bench import RESULTS_FILE, Grid, finish_run, read_results, run_key, run_key_of
+from nasmerc.bench import RESULTS_FILE, Cell, Grid, finish_run, read_results, run_key, run_key_of
 from nasmerc.errors import NasmercError
 from nasmerc.nas.selection import OPTIONS
 from nasmerc.runs import read_yaml
@@ -44,21 +45,31 @@ SELECTION_KEYS = tuple(f"strategy.{name}=" for name in CHOOSING)
 
 
 def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid: Grid | None = None) -> list[dict]:
-    if len(grid.cells) != 1:
-        raise NasmercError(f"the grid has {len(grid.cells)} cells: expected one")
-    cell = grid.cells[0]
+    """Every cell of ``grid`` chosen again from its search under ``source`` (with ``source_grid``, from
+    the search of the source grid's cell at the same position), seed by seed."""
+    if source_grid is not None and len(source_grid.cells) != len(grid.cells):
+        raise NasmercError(f"--source-grid: {len(source_grid.cells)} cells for the grid's {len(grid.cells)}: "
+                           "expected one search for each of its cells")
+    rows = []
+    for k, cell in enumerate(grid.cells):
+        rows += reselect_cell(grid, cell, source, seeds, runs,
+                              None if source_grid is None else source_grid.cells[k])
+    return rows
+
+
+def reselect_cell(grid: Grid, cell: Cell, source: Path, seeds: list[int], runs: Path,
+                  source_cell: Cell | None) -> list[dict]:
     options = {s.split("=", 1)[0].removeprefix("strategy."): yaml.safe_load(s.split("=", 1)[1])
                for s in cell.sets if s.startswith(SELECTION_KEYS)}
     if not options:
-        raise NasmercError("the grid's cell sets no selection option: expected one of "
+        raise NasmercError(f"{cell.name}: the cell sets no selection option: expected one of "
                            + ", ".join(k.rstrip("=") for k in SELECTION_KEYS))
     plain = replace(cell, sets=tuple(s for s in cell.sets if not s.startswith(SELECTION_KEYS)))
-    if source_grid is not None:  # another selection of the same search
-        if len(source_grid.cells) != 1 or replace(source_grid.cells[0], sets=tuple(
-                s for s in source_grid.cells[0].sets if not s.startswith(SELECTION_KEYS))) != plain:
-            raise NasmercError("--source-grid: expected one cell, the same search as the grid's cell "
-                               "with other selection options")
-        plain = source_grid.cells[0]
+    if source_cell is not None:  # another selection of the same search
+        if replace(source_cell, sets=tuple(s for s in source_cell.sets if not s.startswith(SELECTION_KEYS))) != plain:
+            raise NasmercError(f"--source-grid: {source_cell.name} is not the search of {cell.name} with other "
+                               "selection options")
+        plain = source_cell
     source_rows = {run_key_of(r): r for r in read_results(source / RESULTS_FILE)}
     results = runs / RESULTS_FILE
     done = {run_key_of(r) for r in read_results(results)}
@@ -106,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="source", required=True, help="the runs folder of the finished searches")
     parser.add_argument("--seeds", required=True, help="seeds, 0,1,2")
     parser.add_argument("--runs", required=True)
-    parser.add_argument("--source-grid", help="the grid of the finished searches, when their cell has selection "
-                                              "options of its own (default: the grid's cell without its options)")
+    parser.add_argument("--source-grid", help="the grid of the finished searches, when their cells have selection "
+                                              "options of their own, cell for cell (default: each cell without its options)")
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]

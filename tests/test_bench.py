@@ -199,6 +199,23 @@ def test_reselect_with_parsimony_keeps_the_smallest_trial(tmp_path: Path) -> Non
     assert row["candidate_epochs"] == 3  # the search's, nothing more
 
 
+def test_reselect_chooses_every_cell_of_a_grid_again(tmp_path: Path) -> None:
+    """A grid of two cells is reselected cell by cell, each from its own search."""
+    reselect = benchmark_module("reselect", "reselect")
+    second = "  - {space: rmnas, strategy: random, set: [hidden_dim=16, n_blocks=1, fusion_dim=16, n_heads=2, n_cells=1,\n" \
+             "                                         strategy.trials=2, strategy.candidate_epochs=1]}\n"
+    plain, lean = tmp_path / "plain.yaml", tmp_path / "lean.yaml"
+    plain.write_text(PLAIN.replace("seeds: [0]", second.rstrip("\n") + "\nseeds: [0]"))
+    lean.write_text(plain.read_text().replace("strategy.candidate_epochs=1]", "strategy.candidate_epochs=1, strategy.parsimony=1.0]"))
+    source, runs = tmp_path / "a", tmp_path / "b"
+    assert main(["bench", str(plain), "--runs", str(source)]) == 0
+    assert reselect.main([str(lean), "--from", str(source), "--seeds", "0", "--runs", str(runs)]) == 0
+    rows = [json.loads(line) for line in (runs / "bench.jsonl").read_text().splitlines()]
+    assert [r["cell_set"][-3:] for r in rows] == [[f"strategy.trials={n}", "strategy.candidate_epochs=1",
+                                                   "strategy.parsimony=1.0"] for n in (3, 2)]
+    assert [r["candidate_epochs"] for r in rows] == [3, 2]  # each its own search's, nothing more
+
+
 def test_reselect_from_another_selection_replaces_its_options(tmp_path: Path, capsys) -> None:
     """``--source-grid``: a search chosen with finalists, reselected by parsimony alone: the finalist
     options leave the record, and a source grid of another search is refused."""
@@ -211,7 +228,11 @@ def test_reselect_from_another_selection_replaces_its_options(tmp_path: Path, ca
     assert main(["bench", str(final), "--runs", str(source)]) == 0
     args = [str(lean), "--from", str(source), "--seeds", "0", "--runs", str(runs)]
     assert reselect.main([*args, "--source-grid", str(other)]) == 2
-    assert "the same search as the grid's cell" in capsys.readouterr().err and not runs.exists()
+    assert "is not the search of" in capsys.readouterr().err and not runs.exists()
+    two = tmp_path / "two.yaml"
+    two.write_text(final.read_text().replace("cells:\n", "cells:\n  - rmnas/random\n"))
+    assert reselect.main([*args, "--source-grid", str(two)]) == 2
+    assert "2 cells for the grid's 1" in capsys.readouterr().err and not runs.exists()
     assert reselect.main([*args, "--source-grid", str(final)]) == 0
     row, = [json.loads(line) for line in (runs / "bench.jsonl").read_text().splitlines()]
     found = json.loads((Path(row["run"]) / "search.json").read_text())
