@@ -35,13 +35,10 @@ import yaml
 
 from nasmerc.bench import RESULTS_FILE, Cell, Grid, finish_run, read_results, run_key, run_key_of
 from nasmerc.errors import NasmercError
-from nasmerc.nas.selection import OPTIONS
+from nasmerc.nas.selection import RESELECTABLE, RESELECTABLE_SETS
 from nasmerc.runs import read_yaml
 from nasmerc.workflow import resume_search
 
-CHOOSING = (*OPTIONS, "simplify", "simplify_by")
-"""The options a reselection replaces: the selection options and backward elimination from the result."""
-SELECTION_KEYS = tuple(f"strategy.{name}=" for name in CHOOSING)
 
 
 def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid: Grid | None = None) -> list[dict]:
@@ -60,13 +57,13 @@ def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid
 def reselect_cell(grid: Grid, cell: Cell, source: Path, seeds: list[int], runs: Path,
                   source_cell: Cell | None) -> list[dict]:
     options = {s.split("=", 1)[0].removeprefix("strategy."): yaml.safe_load(s.split("=", 1)[1])
-               for s in cell.sets if s.startswith(SELECTION_KEYS)}
+               for s in cell.sets if s.startswith(RESELECTABLE_SETS)}
     if not options:
         raise NasmercError(f"{cell.name}: the cell sets no selection option: expected one of "
-                           + ", ".join(k.rstrip("=") for k in SELECTION_KEYS))
-    plain = replace(cell, sets=tuple(s for s in cell.sets if not s.startswith(SELECTION_KEYS)))
+                           + ", ".join(k.rstrip("=") for k in RESELECTABLE_SETS))
+    plain = replace(cell, sets=tuple(s for s in cell.sets if not s.startswith(RESELECTABLE_SETS)))
     if source_cell is not None:  # another selection of the same search
-        if replace(source_cell, sets=tuple(s for s in source_cell.sets if not s.startswith(SELECTION_KEYS))) != plain:
+        if replace(source_cell, sets=tuple(s for s in source_cell.sets if not s.startswith(RESELECTABLE_SETS))) != plain:
             raise NasmercError(f"--source-grid: {source_cell.name} is not the search of {cell.name} with other "
                                "selection options")
         plain = source_cell
@@ -89,7 +86,7 @@ def reselect_cell(grid: Grid, cell: Cell, source: Path, seeds: list[int], runs: 
                             ignore=lambda folder, names: ["retrain"] if Path(folder) == searched else [])
             config = read_yaml(run / "config.yaml", "the config.yaml of a nasmerc run folder")
             kept = {k: v for k, v in config.get("strategy_config", {}).items()
-                    if k not in CHOOSING}
+                    if k not in RESELECTABLE}
             config["strategy_config"] = {**kept, **options}
             (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             events = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()

@@ -1,6 +1,7 @@
 """The choices of one search compared, seed by seed: a results file of ``nasmerc bench`` and
 ``benchmarks/reselect.py`` rows of one space and strategy, whose cells differ only in their selection
-options (``strategy.finalists``, ``strategy.finalist_folds``, ``strategy.parsimony``).
+options (``strategy.finalists``, ``strategy.finalist_folds``, ``strategy.parsimony``, ``strategy.simplify``,
+``strategy.simplify_by``).
 
     python benchmarks/reselect_report.py benchmarks/results/bench_merc_reselect.jsonl
 
@@ -19,9 +20,8 @@ from typing import Any, Mapping, Sequence
 
 from nasmerc.bench import Spread, read_results
 from nasmerc.errors import NasmercError
-from nasmerc.nas.selection import OPTIONS
+from nasmerc.nas.selection import RESELECTABLE_SETS
 
-SELECTION_KEYS = tuple(f"strategy.{name}=" for name in OPTIONS)
 BEST = "best on validation"
 
 
@@ -29,7 +29,7 @@ def selection_of(row: Mapping[str, Any]) -> str:
     """A cell row's selection options, or :data:`BEST`; a baseline's cell name."""
     if row["role"] == "baseline":
         return row["cell"]
-    options = [s for s in row["cell_set"] if s.startswith(SELECTION_KEYS) and s != "strategy.parsimony=0"]
+    options = [s for s in row["cell_set"] if s.startswith(RESELECTABLE_SETS) and s != "strategy.parsimony=0"]
     return " ".join(options) or BEST
 
 

@@ -24,6 +24,12 @@ from nasmerc.nas.strategy import SearchContext, SearchResult
 
 OPTIONS = ("finalists", "finalist_folds", "parsimony")
 """The strategy options of this module: they change which candidate is the result, not the search."""
+RESELECTABLE = (*OPTIONS, "simplify", "simplify_by")
+"""The options a finished search can take again without searching again: this module's and backward
+elimination from the result (:func:`nasmerc.nas.population.simplify`, whose trained removals a resumed
+run replays); ``benchmarks/reselect.py`` replaces them."""
+RESELECTABLE_SETS = tuple(f"strategy.{name}=" for name in RESELECTABLE)
+"""The ``--set`` prefixes of :data:`RESELECTABLE`, as a grid cell writes them."""
 
 
 def eligible(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
