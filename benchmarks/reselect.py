@@ -12,7 +12,8 @@ is copied to this cell's run folder, its record given this cell's selection opti
 ``nasmerc search --resume`` resumes a run: every candidate of the search is a request already in its
 ``candidates.jsonl`` and is answered from there (a request gives the same result every time), so only
 the finalists (and their folds) and the removals of simplify steps not yet in it train (the search's
-retrained model is not copied). The run is then retrained
+retrained model is not copied). The copy's ``events.jsonl`` keeps the search's events up to its
+selection (:func:`search_events`), so the record holds the new selection's events, not the old one's. The run is then retrained
 and evaluated as ``nasmerc bench`` does and its row appended to ``RUNS/bench.jsonl``; its ``search_seconds`` are the original search's plus the
 resumed run's, so the row reads as if the cell had run from the start. A seed already in the results
 file is skipped. ``--source-grid`` names the grid of the finished searches when their cells have
@@ -39,6 +40,19 @@ from nasmerc.nas.selection import RESELECTABLE, RESELECTABLE_SETS
 from nasmerc.runs import read_yaml
 from nasmerc.workflow import resume_search
 
+SELECTION_EVENTS = ("finalist", "simplify_step")  # what a search writes after its trials, per selection option
+
+
+def search_events(lines: list[str]) -> list[str]:
+    """The lines of a finished search's ``events.jsonl`` (less its ``run_end``) that come before its
+    selection: the first ``finalist`` or ``simplify_step`` event, or ``trial`` of a simplify step, and
+    all after it are left out, so the resumed run writes the selection it makes under the new options
+    rather than keeping the old one's (a resumed run does not write again the events its log holds)."""
+    for k, line in enumerate(lines):
+        event = json.loads(line)
+        if event.get("type") in SELECTION_EVENTS or (event.get("type") == "trial" and "simplify_step" in event):
+            return lines[:k]
+    return lines
 
 
 def reselect(grid: Grid, source: Path, seeds: list[int], runs: Path, source_grid: Grid | None = None) -> list[dict]:
@@ -93,7 +107,8 @@ def reselect_cell(grid: Grid, cell: Cell, source: Path, seeds: list[int], runs: 
             if not events or json.loads(events[-1]).get("type") != "run_end":
                 raise NasmercError(f"{plain.name} on {data}, seed {seed} did not finish (its events end "
                                    "without run_end)")
-            (run / "events.jsonl").write_text("\n".join(events[:-1]) + "\n", encoding="utf-8")
+            (run / "events.jsonl").write_text("".join(f"{line}\n" for line in search_events(events[:-1])),
+                                              encoding="utf-8")
             for name in ("arch.yaml", "search.json"):
                 (run / name).unlink(missing_ok=True)
             print(f"reselect: {cell.name} on {data}, seed {seed} ...", flush=True)

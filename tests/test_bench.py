@@ -218,7 +218,7 @@ def test_reselect_chooses_every_cell_of_a_grid_again(tmp_path: Path) -> None:
 
 def test_reselect_from_another_selection_replaces_its_options(tmp_path: Path, capsys) -> None:
     """``--source-grid``: a search chosen with finalists, reselected by parsimony alone: the finalist
-    options leave the record, and a source grid of another search is refused."""
+    options and the finalists' events leave the record, and a source grid of another search is refused."""
     reselect = benchmark_module("reselect", "reselect")
     final, lean, other = tmp_path / "final.yaml", tmp_path / "lean.yaml", tmp_path / "other.yaml"
     final.write_text(PLAIN.replace("strategy.candidate_epochs=1]", "strategy.candidate_epochs=1, strategy.finalists=2]"))
@@ -240,6 +240,11 @@ def test_reselect_from_another_selection_replaces_its_options(tmp_path: Path, ca
     import yaml
     options = yaml.safe_load((Path(row["run"]) / "config.yaml").read_text())["strategy_config"]
     assert "finalists" not in options and options["parsimony"] == 1.0 and options["trials"] == 3
+    kinds = [json.loads(line)["type"] for line in (Path(row["run"]) / "events.jsonl").read_text().splitlines()]
+    source_kinds = [json.loads(line)["type"] for line in
+                    next(source.glob("*/*/seed0/events.jsonl")).read_text().splitlines()]
+    assert source_kinds.count("finalist") == 2 and "finalist" not in kinds  # the old selection left the record
+    assert kinds.count("trial") == 3 and kinds.count("run_end") == 1 and kinds[-1] == "run_end"
 
 
 def test_reselect_report_reads_the_kept_reselections(capsys) -> None:
