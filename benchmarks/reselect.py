@@ -13,9 +13,10 @@ is copied to this cell's run folder, its record given this cell's selection opti
 ``candidates.jsonl`` and is answered from there (a request gives the same result every time), so only
 the finalists (and their folds) and the removals of simplify steps not yet in it train (the search's
 retrained model is not copied). The copy's ``events.jsonl`` keeps the search's events up to its
-selection (:func:`search_events`), so the record holds the new selection's events, not the old one's. The run is then retrained
-and evaluated as ``nasmerc bench`` does and its row appended to ``RUNS/bench.jsonl``; its ``search_seconds`` are the original search's plus the
-resumed run's, so the row reads as if the cell had run from the start. A seed already in the results
+selection (:func:`search_events`), so the record holds the new selection's events, not the old one's.
+The run is then retrained and evaluated as ``nasmerc bench`` does and its row appended to
+``RUNS/bench.jsonl``; its ``search_seconds`` are the original search's plus the resumed run's, so the
+row reads as if the cell had run from the start. A seed already in the results
 file is skipped. ``--source-grid`` names the grid of the finished searches when their cells have
 selection options of their own (a cross-validated choice reselected by parsimony), cell for cell in
 the grid's order: those are replaced by the grid's cell's, and the row's seconds then include the
