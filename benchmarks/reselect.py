@@ -5,8 +5,8 @@
 
 Each cell of the grid has a ``set`` that is another cell's plus selection options: ``strategy.finalists``,
 ``strategy.finalist_folds`` (``nasmerc.nas.selection.choose_finalist``), ``strategy.parsimony``
-(``nasmerc.nas.selection.parsimonious``), ``strategy.simplify`` and ``strategy.simplify_by``
-(``nasmerc.nas.population.simplify``). For each seed, that other
+(``nasmerc.nas.selection.parsimonious``), ``strategy.simplify``, ``strategy.simplify_by`` and
+``strategy.simplify_moves`` (``nasmerc.nas.population.simplify``). For each seed, that other
 cell's finished search under ``--from`` (a ``nasmerc bench`` runs folder, its ``bench.jsonl`` beside)
 is copied to this cell's run folder, its record given this cell's selection options, and resumed as
 ``nasmerc search --resume`` resumes a run: every candidate of the search is a request already in its

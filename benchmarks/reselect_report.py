@@ -1,7 +1,7 @@
 """The choices of one search compared, seed by seed: a results file of ``nasmerc bench`` and
 ``benchmarks/reselect.py`` rows of one space and strategy, whose cells differ only in their selection
 options (``strategy.finalists``, ``strategy.finalist_folds``, ``strategy.parsimony``, ``strategy.simplify``,
-``strategy.simplify_by``).
+``strategy.simplify_by``, ``strategy.simplify_moves``).
 
     python benchmarks/reselect_report.py benchmarks/results/bench_merc_reselect.jsonl
 

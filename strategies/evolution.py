@@ -150,6 +150,9 @@ class EvolutionConfig:
     simplify_by: str = "value"
     """How a simplify step chooses among the removals within ``parsimony``: ``value`` (the best) or
     ``parameters`` (the fewest, as ``parsimony`` chooses)."""
+    simplify_moves: str = "removals"
+    """What a simplify step tries: ``removals`` (a component left out) or ``smaller`` (also any one
+    choice changed to a model with fewer parameters)."""
 
     def __post_init__(self) -> None:
         where = "strategy 'evolution'"
@@ -164,7 +167,7 @@ class EvolutionConfig:
         check_parsimony(where, self.parsimony)
         check_local_steps(where, self.local_steps, self.study)
         check_simplify(where, self.simplify, self.study, finalists_of(self), self.evaluation,
-                       self.simplify_by)
+                       self.simplify_by, self.simplify_moves)
         checks.one_of(where, "weights", self.weights, WEIGHTS)
         checks.one_of(where, "fitness", self.fitness, FITNESSES)
         if self.weight_epochs is not None:

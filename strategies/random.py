@@ -64,6 +64,9 @@ class RandomConfig:
     simplify_by: str = "value"
     """How a simplify step chooses among the removals within ``parsimony``: ``value`` (the best) or
     ``parameters`` (the fewest, as ``parsimony`` chooses)."""
+    simplify_moves: str = "removals"
+    """What a simplify step tries: ``removals`` (a component left out) or ``smaller`` (also any one
+    choice changed to a model with fewer parameters)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'random'", trials=self.trials, candidate_epochs=self.candidate_epochs)
@@ -73,7 +76,7 @@ class RandomConfig:
         check_finalist_folds("strategy 'random'", self.finalist_folds, finalists_of(self))
         check_parsimony("strategy 'random'", self.parsimony)
         check_simplify("strategy 'random'", self.simplify, self.study, finalists_of(self), self.evaluation,
-                       self.simplify_by)
+                       self.simplify_by, self.simplify_moves)
 
 
 class RandomProposer(Proposer):

@@ -172,6 +172,9 @@ class TPEConfig:
     simplify_by: str = "value"
     """How a simplify step chooses among the removals within ``parsimony``: ``value`` (the best) or
     ``parameters`` (the fewest, as ``parsimony`` chooses)."""
+    simplify_moves: str = "removals"
+    """What a simplify step tries: ``removals`` (a component left out) or ``smaller`` (also any one
+    choice changed to a model with fewer parameters)."""
 
     def __post_init__(self) -> None:
         checks.positive("strategy 'tpe'", trials=self.trials, candidate_epochs=self.candidate_epochs,
@@ -181,7 +184,7 @@ class TPEConfig:
         check_finalist_folds("strategy 'tpe'", self.finalist_folds, finalists_of(self))
         check_parsimony("strategy 'tpe'", self.parsimony)
         check_simplify("strategy 'tpe'", self.simplify, self.study, finalists_of(self), self.evaluation,
-                       self.simplify_by)
+                       self.simplify_by, self.simplify_moves)
         check_objectives(self.objectives)
         after = climbs(self)
         if after and self.multi:

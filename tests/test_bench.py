@@ -260,3 +260,24 @@ def test_reselect_report_reads_the_kept_reselections(capsys) -> None:
     assert text == (kept.parent / "bench_merc_reselect_report.txt").read_text().rstrip("\n")
     assert report.main([str(kept.parent / "missing.jsonl")]) == 2
     assert "no such results file" in capsys.readouterr().err
+
+
+def test_retrain_variants_trains_each_variant_per_seed(tmp_path: Path, capsys) -> None:
+    """``benchmarks/retrain_variants.py --seeds``: the kept context-free model and an ``arch.`` variant,
+    each trained per seed on tiny data, then a mean ± sd line for each."""
+    variants = benchmark_module("retrain_variants", "retrain_variants")
+    kept = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "no_dependence_context_free.yaml"
+    import yaml
+
+    af = yaml.safe_load(kept.read_text())
+    af["data_overrides"].update({"n_train": "4", "n_valid": "2", "n_test": "2", "length_max": "6",
+                                 "length_min": "3", "length_mean": "4"})
+    af["space_config"].update({"pca_dim": 2, "hidden_dim": 16})
+    af["train"].update({"epochs": 1, "batch_size": 4, "valid_rates": [0.0]})
+    arch = tmp_path / "arch.yaml"
+    arch.write_text(yaml.safe_dump(af))
+    variants.main([str(arch), "", "arch.speaker=embedding", "--seeds", "0,1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["(as"] * 3 + ["arch.speaker=embedding"] * 3
+    assert "seed 1" in lines[1] and "test rate 0 " in lines[1] and "points below the oracle" in lines[1]
+    assert "% over seeds 0,1" in lines[2] and "±" in lines[5]

@@ -119,6 +119,7 @@ BAD = [
     *[(s, "local_steps", "-1", "local_steps=-1: expected an integer >= 0") for s in ("random", "tpe", "evolution")],
     *[(s, "simplify", "-1", "simplify=-1: expected an integer >= 0") for s in ("random", "tpe", "evolution")],
     *[(s, "simplify_by", "size", "simplify_by='size': expected one of") for s in ("random", "tpe", "evolution")],
+    *[(s, "simplify_moves", "swaps", "simplify_moves='swaps': expected one of") for s in ("random", "tpe", "evolution")],
     ("evolution", "weights", "mutate", "weights='mutate'"),
     ("evolution", "weight_sigma", "-1", "weight_sigma=-1.0"),
     ("evolution", "weight_epochs", "-1", "weight_epochs=-1"),

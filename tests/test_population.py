@@ -26,10 +26,10 @@ from nasmerc.errors import NasmercError
 from nasmerc.events import Events, ListSink
 from nasmerc.nas.choices import ChoiceContext
 from nasmerc.nas.evaluator import CandidateRequest, Evaluator
-from nasmerc.nas.population import (TrialLog, decode, encode, genes, is_null, neighbours, removals, sample_arch,
+from nasmerc.nas.population import (TrialLog, decode, encode, genes, is_null, neighbours, removals, sample_arch, smaller,
                                     sample_genome, search_result)
 from nasmerc.nas.space import SearchSpace
-from nasmerc.outputs import ModelOutput
+from nasmerc.outputs import ModelOutput, count_parameters
 from nasmerc.nas.strategy import SearchContext, SearchResult, Strategy
 from nasmerc.train.trainer import TrainConfig
 from strategies.evolution import Evolution, EvolutionConfig, crossover, diversity, mutate
@@ -450,6 +450,66 @@ def test_simplify_by_chooses_among_the_removals_within(by: str, dataset, tmp_pat
     else:
         assert int(chosen["parameters"]) == min(int(t["parameters"]) for t in step)
     assert len({int(t["parameters"]) for t in step}) == len(step)  # the toy's removals differ in size
+
+
+class SizesNet(nn.Module):
+    """A text stem, a hidden block (``block``: ``wide``, 8 -> 64 -> 8, or ``narrow``, 8 -> 8: neither is
+    null), an optional audio path (``audio``: ``linear`` or ``off``) and a head."""
+
+    def __init__(self, space: "SizesSpace", ctx: ChoiceContext) -> None:
+        super().__init__()
+        sig = space.signature
+        self.stem = nn.Linear(sig.dims["text"], 8)
+        self.block = ctx.op("block", {"wide": lambda: nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 8)),
+                                      "narrow": lambda: nn.Linear(8, 8)})
+        self.audio = ctx.op("audio", {"linear": lambda: nn.Linear(sig.dims["audio"], 8), "off": lambda: None})
+        self.head = nn.Linear(8, sig.n_classes)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        h = self.block(self.stem(batch.features["text"]))
+        if self.audio is not None:
+            h = h + self.audio(batch.features["audio"])
+        return ModelOutput(self.head(h))
+
+
+class SizesSpace(SearchSpace):
+    name = "sizes"
+    Config = ToyConfig
+    presets = {"default": ToyConfig}
+
+    def network(self, ctx: ChoiceContext) -> nn.Module:
+        return SizesNet(self, ctx)
+
+
+def test_smaller_moves_are_the_removals_and_every_smaller_candidate(dataset) -> None:
+    """``smaller``: the removals, and a choice changed to a non-null candidate only when the model it
+    builds has fewer parameters."""
+    space = SizesSpace(dataset.signature)
+    specs = space.choices()
+
+    def size(arch):
+        return count_parameters(space.build(dict(arch)))
+
+    wide = {"block": "wide", "audio": "linear"}
+    assert list(smaller(wide, specs, {}, size).values()) == [{**wide, "audio": "off"}, {**wide, "block": "narrow"}]
+    assert list(smaller({**wide, "block": "narrow"}, specs, {}, size).values()) == [{"block": "narrow", "audio": "off"}]
+    assert smaller(wide, specs, {"block": "wide"}, size) == removals(wide, specs, {"block": "wide"})
+
+
+@pytest.mark.parametrize("moves", ["removals", "smaller"])
+def test_simplify_moves_smaller_takes_a_smaller_candidate(moves: str, dataset, tmp_path: Path) -> None:
+    """From a wide block with audio, removals can only turn audio off; ``simplify_moves=smaller`` with
+    ``simplify_by=parameters`` also narrows the block, the larger saving first, recorded as
+    ``block=narrow`` in the step event and in ``extra["simplify"]``."""
+    space = SizesSpace(dataset.signature)
+    cfg = RandomConfig(trials=1, candidate_epochs=1, simplify=3, parsimony=1.0, simplify_by="parameters",
+                       simplify_moves=moves)
+    result, sink = run("random", space, dataset, tmp_path, seed=11, strategy=RandomSearch(cfg))
+    assert result.extra["trials"][0]["arch"] == {"block": "wide", "audio": "linear"}  # the seed's start
+    expected = ["audio"] if moves == "removals" else ["block=narrow", "audio"]
+    assert result.extra["simplify"]["removed"] == expected and result.extra["simplify"]["moves"] == moves
+    assert [e["removed"] for e in of_type(sink, "simplify_step")] == expected + [None]
+    assert result.arch == {"block": "wide" if moves == "removals" else "narrow", "audio": "off"}
 
 
 @pytest.mark.parametrize("make, where", [

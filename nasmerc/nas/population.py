@@ -253,7 +253,7 @@ class PopulationStrategy(Strategy):
         removal_steps = int(getattr(self.config, "simplify", 0))
         if removal_steps:
             result = simplify(result, ctx, removal_steps, self.config.candidate_epochs, tolerance,
-                              self.config.simplify_by)
+                              self.config.simplify_by, self.config.simplify_moves)
         return result
 
     def check_data(self, dataset: ConversationDataset) -> None:
@@ -349,35 +349,64 @@ def removals(arch: Mapping[str, Any], specs: Sequence[ChoiceSpec], fixed: Mappin
     return out
 
 
+def smaller(arch: Mapping[str, Any], specs: Sequence[ChoiceSpec], fixed: Mapping[str, Any],
+            size: Callable[[Mapping[str, Any]], int]) -> dict[str, dict[str, Any]]:
+    """The :func:`removals` of ``arch`` and every architecture one op or value choice away (not in
+    ``fixed``) whose model has fewer parameters by ``size``: a smaller encoder, fusion or context
+    model as well as none, by :func:`arch_key`, in spec order."""
+    out = removals(arch, specs, fixed)
+    base = size(arch)
+    for spec in specs:
+        if spec.kind not in ("op", "value") or spec.label in fixed:
+            continue
+        for candidate in spec.candidates:
+            other = {**arch, spec.label: candidate}
+            key = arch_key(other)
+            if candidate != arch[spec.label] and key not in out and size(other) < base:
+                out[key] = other
+    return out
+
+
 def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, tolerance: float,
-             by: str = "value") -> SearchResult:
+             by: str = "value", moves: str = "removals") -> SearchResult:
     """Backward elimination from the search's result (``simplify``): a step trains, as the search
     trained its candidates, every architecture that leaves one more component out (:func:`removals`: no
-    context model, no CRF, a modality's path off, a loss weight 0), and moves to the best of them when
-    it is within ``tolerance`` of the best validation value of the whole search (the parsimony rule of
-    :func:`nasmerc.nas.selection.parsimonious` applied to what the search did not try: a component the
-    validation split cannot tell is needed is left out). Of the removals within, ``by="value"`` moves to
-    the best value (then the fewest parameters), ``by="parameters"`` to the fewest parameters (then the
-    best value), as ``parsimony`` chooses. It ends after ``steps`` steps or at a step whose removals all
-    fall below. Removals are numbered trials of the log, with ``simplify_step`` in
-    their ``trial`` events (a resumed run replays them); one ``simplify_step`` event per step
-    (``step``, ``removals``, ``trained``, ``within``, ``removed``: the label left out or ``None``).
-    ``extra["simplify"]`` records the tolerance, the reference value and the labels left out."""
+    context model, no CRF, a modality's path off, a loss weight 0; ``moves="smaller"``: also every
+    change of one choice to a model with fewer parameters, :func:`smaller`), and moves to the best of
+    them when it is within ``tolerance`` of the best validation value of the whole search (the
+    parsimony rule of :func:`nasmerc.nas.selection.parsimonious` applied to what the search did not
+    try: a component the validation split cannot tell is needed is left out or made smaller). Of the
+    moves within, ``by="value"`` takes the best value (then the fewest parameters), ``by="parameters"``
+    the fewest parameters (then the best value), as ``parsimony`` chooses. It ends after ``steps``
+    steps or at a step whose moves all fall below. Moves are numbered trials of the log, with
+    ``simplify_step`` in their ``trial`` events (a resumed run replays them); one ``simplify_step``
+    event per step (``step``, ``removals``: the moves, ``trained``, ``within``, ``removed``: the label
+    left out, ``label=candidate`` for a smaller candidate, or ``None``). ``extra["simplify"]`` records
+    the tolerance, the rule, the moves, the reference value and the changes made."""
     evaluator = ctx.evaluator
     specs = ctx.space.choices(ctx.fixed)
     log, seen = continued_log(result, evaluator)
     sign = 1.0 if evaluator.higher_is_better else -1.0
     top = max(sign * t["value"] for t in eligible(log.trials))
     current, removed = log.trials[log.best_index], []
+    sizes: dict[str, int] = {}
+
+    def size(arch: Mapping[str, Any]) -> int:
+        key = arch_key(arch)
+        if key not in sizes:
+            sizes[key] = count_parameters(ctx.space.build(dict(arch)))
+        return sizes[key]
+
     for step in range(1, steps + 1):
-        around = removals(current["arch"], specs, ctx.fixed)
+        around = (removals(current["arch"], specs, ctx.fixed) if moves == "removals" else
+                  smaller(current["arch"], specs, ctx.fixed, size))
         trained = train_new(around, seen, log, evaluator, epochs, simplify_step=step)
         within = [seen[key] for key in around if key in seen and eligible([seen[key]])
                   and sign * seen[key]["value"] >= top - tolerance]
         order = ((lambda t: (sign * t["value"], -int(t["parameters"]), -t["trial"])) if by == "value" else
                  (lambda t: (-int(t["parameters"]), sign * t["value"], -t["trial"])))
         chosen = max(within, key=order, default=None)
-        label = None if chosen is None else next(k for k in chosen["arch"] if chosen["arch"][k] != current["arch"][k])
+        label = None if chosen is None else changed(current["arch"], chosen["arch"])
         ctx.events.emit("simplify_step", step=step, removals=len(around), trained=trained, within=len(within),
                         removed=label, metric=evaluator.metric)
         if chosen is None:
@@ -385,19 +414,32 @@ def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, 
         current = chosen
         removed.append(label)
     return result_at(result, current, trials=log.trials,
-                     simplify={"tolerance": tolerance, "by": by, "reference": sign * top, "removed": removed})
+                     simplify={"tolerance": tolerance, "by": by, "moves": moves, "reference": sign * top,
+                               "removed": removed})
+
+
+def changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """The one choice ``after`` changes in ``before``: its label when it is left out (:func:`is_null`),
+    else ``label=candidate``."""
+    label = next(k for k in after if after[k] != before[k])
+    return label if is_null(after[label]) else f"{label}={after[label]}"
 
 
 SIMPLIFY_BY = ("value", "parameters")
-"""How a ``simplify`` step chooses among the removals within the tolerance (:func:`simplify`)."""
+"""How a ``simplify`` step chooses among the moves within the tolerance (:func:`simplify`)."""
+SIMPLIFY_MOVES = ("removals", "smaller")
+"""What a ``simplify`` step tries: :func:`removals` or :func:`smaller` (:func:`simplify`)."""
 
 
-def check_simplify(where: str, steps: int, study: str, finalists: int, evaluation: str, by: str = "value") -> None:
-    """``simplify`` >= 0 and ``simplify_by`` one of :data:`SIMPLIFY_BY`, and no simplify with a shared
+def check_simplify(where: str, steps: int, study: str, finalists: int, evaluation: str, by: str = "value",
+                   moves: str = "removals") -> None:
+    """``simplify`` >= 0, ``simplify_by`` one of :data:`SIMPLIFY_BY` and ``simplify_moves`` one of
+    :data:`SIMPLIFY_MOVES`, and no simplify with a shared
     study (it runs in one process), finalists (they are trained longer than the removals would be) or
     one-shot evaluation (removals train from scratch)."""
     checks.at_least(where, 0, simplify=steps)
     checks.one_of(where, "simplify_by", by, SIMPLIFY_BY)
+    checks.one_of(where, "simplify_moves", moves, SIMPLIFY_MOVES)
     if not steps:
         return
     if study:

@@ -24,7 +24,7 @@ from nasmerc.nas.strategy import SearchContext, SearchResult
 
 OPTIONS = ("finalists", "finalist_folds", "parsimony")
 """The strategy options of this module: they change which candidate is the result, not the search."""
-RESELECTABLE = (*OPTIONS, "simplify", "simplify_by")
+RESELECTABLE = (*OPTIONS, "simplify", "simplify_by", "simplify_moves")
 """The options a finished search can take again without searching again: this module's and backward
 elimination from the result (:func:`nasmerc.nas.population.simplify`, whose trained removals a resumed
 run replays); ``benchmarks/reselect.py`` replaces them."""
