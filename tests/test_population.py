@@ -496,20 +496,25 @@ def test_smaller_moves_are_the_removals_and_every_smaller_candidate(dataset) -> 
     assert smaller(wide, specs, {"block": "wide"}, size) == removals(wide, specs, {"block": "wide"})
 
 
-@pytest.mark.parametrize("moves", ["removals", "smaller"])
+@pytest.mark.parametrize("moves", ["removals", "smaller", "removals_first"])
 def test_simplify_moves_smaller_takes_a_smaller_candidate(moves: str, dataset, tmp_path: Path) -> None:
     """From a wide block with audio, removals can only turn audio off; ``simplify_moves=smaller`` with
     ``simplify_by=parameters`` also narrows the block, the larger saving first, recorded as
-    ``block=narrow`` in the step event and in ``extra["simplify"]``."""
+    ``block=narrow`` in the step event and in ``extra["simplify"]``; ``removals_first`` turns audio off
+    first, training no smaller change at that step, and narrows the block when no removal is left."""
     space = SizesSpace(dataset.signature)
     cfg = RandomConfig(trials=1, candidate_epochs=1, simplify=3, parsimony=1.0, simplify_by="parameters",
                        simplify_moves=moves)
     result, sink = run("random", space, dataset, tmp_path, seed=11, strategy=RandomSearch(cfg))
     assert result.extra["trials"][0]["arch"] == {"block": "wide", "audio": "linear"}  # the seed's start
-    expected = ["audio"] if moves == "removals" else ["block=narrow", "audio"]
+    expected = {"removals": ["audio"], "smaller": ["block=narrow", "audio"],
+                "removals_first": ["audio", "block=narrow"]}[moves]
     assert result.extra["simplify"]["removed"] == expected and result.extra["simplify"]["moves"] == moves
     assert [e["removed"] for e in of_type(sink, "simplify_step")] == expected + [None]
     assert result.arch == {"block": "wide" if moves == "removals" else "narrow", "audio": "off"}
+    first = [t["arch"] for t in result.extra["trials"] if t.get("simplify_step") == 1]
+    assert first == ([{"block": "wide", "audio": "off"}] if moves != "smaller" else
+                     [{"block": "wide", "audio": "off"}, {"block": "narrow", "audio": "linear"}])
 
 
 @pytest.mark.parametrize("make, where", [

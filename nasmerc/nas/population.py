@@ -372,7 +372,9 @@ def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, 
     """Backward elimination from the search's result (``simplify``): a step trains, as the search
     trained its candidates, every architecture that leaves one more component out (:func:`removals`: no
     context model, no CRF, a modality's path off, a loss weight 0; ``moves="smaller"``: also every
-    change of one choice to a model with fewer parameters, :func:`smaller`), and moves to the best of
+    change of one choice to a model with fewer parameters, :func:`smaller`; ``moves="removals_first"``:
+    the removals, and the smaller changes only at a step where no removal is within, so a component
+    the data does not need is dropped before another is shrunk), and moves to the best of
     them when it is within ``tolerance`` of the best validation value of the whole search (the
     parsimony rule of :func:`nasmerc.nas.selection.parsimonious` applied to what the search did not
     try: a component the validation split cannot tell is needed is left out or made smaller). Of the
@@ -397,12 +399,19 @@ def simplify(result: SearchResult, ctx: SearchContext, steps: int, epochs: int, 
             sizes[key] = count_parameters(ctx.space.build(dict(arch)))
         return sizes[key]
 
+    def within_of(around: Mapping[str, Any]) -> list[dict]:
+        return [seen[key] for key in around if key in seen and eligible([seen[key]])
+                and sign * seen[key]["value"] >= top - tolerance]
+
     for step in range(1, steps + 1):
-        around = (removals(current["arch"], specs, ctx.fixed) if moves == "removals" else
-                  smaller(current["arch"], specs, ctx.fixed, size))
+        around = (smaller(current["arch"], specs, ctx.fixed, size) if moves == "smaller" else
+                  removals(current["arch"], specs, ctx.fixed))
         trained = train_new(around, seen, log, evaluator, epochs, simplify_step=step)
-        within = [seen[key] for key in around if key in seen and eligible([seen[key]])
-                  and sign * seen[key]["value"] >= top - tolerance]
+        within = within_of(around)
+        if moves == "removals_first" and not within:
+            around = smaller(current["arch"], specs, ctx.fixed, size)
+            trained += train_new(around, seen, log, evaluator, epochs, simplify_step=step)
+            within = within_of(around)
         order = ((lambda t: (sign * t["value"], -int(t["parameters"]), -t["trial"])) if by == "value" else
                  (lambda t: (-int(t["parameters"]), sign * t["value"], -t["trial"])))
         chosen = max(within, key=order, default=None)
@@ -427,7 +436,7 @@ def changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
 
 SIMPLIFY_BY = ("value", "parameters")
 """How a ``simplify`` step chooses among the moves within the tolerance (:func:`simplify`)."""
-SIMPLIFY_MOVES = ("removals", "smaller")
+SIMPLIFY_MOVES = ("removals", "smaller", "removals_first")
 """What a ``simplify`` step tries: :func:`removals` or :func:`smaller` (:func:`simplify`)."""
 
 
